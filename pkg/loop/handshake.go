@@ -280,7 +280,8 @@ func statusText(code int) string {
 // consuming it.
 func peekRequestLine(br *bufio.Reader) (method, path string, ok bool) {
 	for n := 1; n <= br.Size(); {
-		b, err := br.Peek(n)
+		_, err := br.Peek(n)
+		b, _ := br.Peek(br.Buffered())
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line := b[:i]
 			m, rest, ok1 := bytes.Cut(line, []byte(" "))

@@ -41,11 +41,6 @@ func (t *table) set(fd int, c *Conn) {
 	t.mu.Unlock()
 }
 
-func (t *table) len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.n
-}
 
 // each calls fn for every connection, outside the lock, on a copy made in
 // chunks so the epoll loop is never blocked for long.

@@ -1,0 +1,286 @@
+package loop
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/roomcast/roomcast/pkg/frame"
+)
+
+// echo sends every message back with the opcode it came with.
+type echo struct {
+	mu     sync.Mutex
+	closed []uint16
+}
+
+func (e *echo) OnOpen(*Conn) {}
+func (e *echo) OnMessage(c *Conn, op frame.Opcode, data []byte) {
+	_ = c.Send(frame.NewPrepared(op, append([]byte(nil), data...)))
+}
+func (e *echo) OnClose(_ *Conn, code uint16) {
+	e.mu.Lock()
+	e.closed = append(e.closed, code)
+	e.mu.Unlock()
+}
+
+func startLoop(t *testing.T, o Options, h Handler) (*Loop, string) {
+	t.Helper()
+	if o.IsUpgradePath == nil {
+		o.IsUpgradePath = func(p string) bool { return strings.HasPrefix(p, "/ws") }
+	}
+	if o.Upgrade == nil {
+		o.Upgrade = func(r *Request) (Handler, *Rejection) {
+			if r.Query("deny") != "" {
+				return nil, &Rejection{Status: 401, Body: []byte(`{"error":{"code":"unauthorized","message":"no"}}`), Reason: "key"}
+			}
+			return h, nil
+		}
+	}
+	if o.HTTP == nil {
+		o.HTTP = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain "+r.URL.Path) })
+	}
+	l, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Shutdown(ctx)
+	})
+	return l, ln.Addr().String()
+}
+
+func dial(t *testing.T, addr, path string) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, _, err := ws.Dial(ctx, "ws://"+addr+path)
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestEcho(t *testing.T) {
+	_, addr := startLoop(t, Options{}, &echo{})
+	c := dial(t, addr, "/ws")
+	for _, msg := range []string{"hello", strings.Repeat("x", 40000), ""} {
+		if err := wsutil.WriteClientText(c, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, op, err := wsutil.ReadServerData(c)
+		if err != nil || op != ws.OpText || string(got) != msg {
+			t.Fatalf("echo of %d bytes: got %d bytes op %v err %v", len(msg), len(got), op, err)
+		}
+	}
+	if err := wsutil.WriteClientBinary(c, []byte{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	got, op, err := wsutil.ReadServerData(c)
+	if err != nil || op != ws.OpBinary || len(got) != 3 {
+		t.Fatalf("binary echo: %v %v %v", got, op, err)
+	}
+}
+
+func TestPingPongAndClose(t *testing.T) {
+	e := &echo{}
+	l, addr := startLoop(t, Options{}, e)
+	c := dial(t, addr, "/ws")
+	if err := ws.WriteFrame(c, ws.MaskFrame(ws.NewPingFrame([]byte("abc")))); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(c)
+	if err != nil || f.Header.OpCode != ws.OpPong || string(f.Payload) != "abc" {
+		t.Fatalf("pong: %+v %v", f.Header, err)
+	}
+	// Client-initiated close: the code is echoed and the socket ends.
+	if err := ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4000, "bye")))); err != nil {
+		t.Fatal(err)
+	}
+	f, err = readFrame(c)
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("close echo: %+v %v", f.Header, err)
+	}
+	code, _ := ws.ParseCloseFrameData(f.Payload)
+	if code != 4000 {
+		t.Fatalf("close echo code %d, want 4000", code)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after close: %v, want EOF", err)
+	}
+	waitFor(t, func() bool { return l.Conns() == 0 }, "connection not torn down")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.closed) != 1 || e.closed[0] != 4000 {
+		t.Fatalf("OnClose codes %v, want [4000]", e.closed)
+	}
+}
+
+func TestProtocolErrorCloses1002(t *testing.T) {
+	_, addr := startLoop(t, Options{}, &echo{})
+	c := dial(t, addr, "/ws")
+	// An unmasked client frame is a protocol error.
+	if err := ws.WriteFrame(c, ws.NewTextFrame([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(c)
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("want close, got %+v %v", f.Header, err)
+	}
+	if code, _ := ws.ParseCloseFrameData(f.Payload); code != 1002 {
+		t.Fatalf("code %d, want 1002", code)
+	}
+}
+
+func TestTooLargeCloses1009(t *testing.T) {
+	_, addr := startLoop(t, Options{MaxMessage: 1024}, &echo{})
+	c := dial(t, addr, "/ws")
+	_ = wsutil.WriteClientText(c, make([]byte, 2048))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(c)
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("want close, got %+v %v", f.Header, err)
+	}
+	if code, _ := ws.ParseCloseFrameData(f.Payload); code != 1009 {
+		t.Fatalf("code %d, want 1009", code)
+	}
+}
+
+func TestRejectionIsJSON(t *testing.T) {
+	_, addr := startLoop(t, Options{}, &echo{})
+	_, _, _, err := ws.Dialer{}.Dial(context.Background(), "ws://"+addr+"/ws?deny=1")
+	if err == nil {
+		t.Fatal("upgrade succeeded")
+	}
+	// Read the raw answer to check status, type and body.
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "GET /ws?deny=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 401 || resp.Header.Get("Content-Type") != "application/json" || !json.Valid(body) {
+		t.Fatalf("got %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}
+
+func TestPlainHTTPGoesToHandler(t *testing.T) {
+	_, addr := startLoop(t, Options{}, &echo{})
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "plain /healthz" {
+		t.Fatalf("got %q", b)
+	}
+}
+
+// silent never reads: its queue fills and the loop must cut it with 4009.
+func TestSlowConsumerCut(t *testing.T) {
+	var conns []*Conn
+	var mu sync.Mutex
+	h := &hookHandler{open: func(c *Conn) { mu.Lock(); conns = append(conns, c); mu.Unlock() }}
+	l, addr := startLoop(t, Options{MaxQueueBytes: 64 << 10}, h)
+	_ = dial(t, addr, "/ws") // never read
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(conns) == 1 }, "no conn")
+	big := frame.NewPrepared(frame.OpText, make([]byte, 16<<10))
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		err = conns[0].Send(big)
+	}
+	if err != ErrSlowConsumer && err != ErrClosing {
+		t.Fatalf("Send never failed: %v", err)
+	}
+	waitFor(t, func() bool { return h.code() == frame.CloseSlowConsumer }, "OnClose not 4009")
+	_ = l
+}
+
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	_, addr := startLoop(t, Options{}, &echo{})
+	c := dial(t, addr, "/ws") // warm up workers and the http server
+	_ = c
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 200; i++ {
+		dial(t, addr, "/ws")
+	}
+	// Handshake goroutines end once the connection moves to epoll.
+	var after int
+	waitFor(t, func() bool { after = runtime.NumGoroutine(); return after <= before+10 }, "goroutines grew with connections")
+}
+
+type hookHandler struct {
+	open  func(*Conn)
+	mu    sync.Mutex
+	codes []uint16
+}
+
+func (h *hookHandler) OnOpen(c *Conn)                        { h.open(c) }
+func (h *hookHandler) OnMessage(*Conn, frame.Opcode, []byte) {}
+func (h *hookHandler) OnClose(_ *Conn, code uint16) {
+	h.mu.Lock()
+	h.codes = append(h.codes, code)
+	h.mu.Unlock()
+}
+func (h *hookHandler) code() uint16 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.codes) == 0 {
+		return 0
+	}
+	return h.codes[0]
+}
+
+func waitFor(t *testing.T, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// readFrame reads one server frame, refusing payloads over 1 MiB.
+func readFrame(r io.Reader) (ws.Frame, error) {
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	if h.Length > 1<<20 {
+		return ws.Frame{}, io.ErrShortBuffer
+	}
+	p := make([]byte, h.Length)
+	_, err = io.ReadFull(r, p)
+	return ws.Frame{Header: h, Payload: p}, err
+}
