@@ -13,10 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsflate"
 	"golang.org/x/sys/unix"
+
+	"github.com/roomcast/roomcast/pkg/frame"
 )
 
 // Request is what the loop learned from an upgrade request. Strings are
@@ -131,7 +131,7 @@ func (l *Loop) handshake(nc net.Conn) {
 		req      = Request{Header: make(map[string]string, 12)}
 		handler  Handler
 		reject   *Rejection
-		deflate  = wsflate.Extension{Parameters: wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}}
+		deflate  frame.Negotiator
 		rw       = &handshakeRW{r: br, w: nc}
 		remote   = addrPort(nc.RemoteAddr())
 		useFlate = l.opts.Compression
@@ -168,7 +168,7 @@ func (l *Loop) handshake(nc net.Conn) {
 		},
 	}
 	if useFlate {
-		u.Negotiate = func(opt httphead.Option) (httphead.Option, error) { return deflate.Negotiate(opt) }
+		u.Negotiate = deflate.Negotiate
 	}
 	_, err := u.Upgrade(rw)
 	if reject != nil {
@@ -183,8 +183,7 @@ func (l *Loop) handshake(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	_, compressed := deflate.Accepted()
-	if err := l.adopt(nc, handler, remote, useFlate && compressed); err != nil {
+	if err := l.adopt(nc, handler, remote, useFlate && deflate.Accepted()); err != nil {
 		l.log.Error("cannot adopt upgraded connection", "remote", remote, "err", err)
 	}
 }
