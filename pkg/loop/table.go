@@ -41,7 +41,6 @@ func (t *table) set(fd int, c *Conn) {
 	t.mu.Unlock()
 }
 
-
 // each calls fn for every connection, outside the lock, on a copy made in
 // chunks so the epoll loop is never blocked for long.
 func (t *table) each(fn func(*Conn)) {
