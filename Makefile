@@ -1,0 +1,46 @@
+# roomcast: `make build`, `make test` (everything CI runs), `make bench`.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+FUZZTIME ?= 10s
+
+.PHONY: all build test lint unit e2e fuzz js js-e2e bench bench-smoke demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/roomcast-node ./cmd/node
+	$(GO) build -o $(BIN)/roomcast-mint ./cmd/mint
+
+# test is what CI runs (.ci/run calls exactly this).
+test: lint unit fuzz js check-deploy
+	@echo "make test: all suites passed"
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	$(STATICCHECK) ./...
+
+# unit runs every Go test, e2e included (they build and start real
+# roomcast-node processes against real NATS), with the race detector.
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Short fuzz runs of every fuzz target; longer runs: make fuzz FUZZTIME=10m.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./pkg/...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	  done; \
+	done
+
+js:
+	cd clients/js && npm ci --no-audit --no-fund && npm test
+
+clean:
+	rm -rf $(BIN)
+
+-include deploy/check.mk
