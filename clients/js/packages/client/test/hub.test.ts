@@ -1,0 +1,436 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { RoomcastClient } from '../src/client.js';
+import { Connection } from '../src/connection.js';
+import { Emitter } from '../src/emitter.js';
+import type { ConnectionState, Link, LinkEvents, StateInfo } from '../src/link.js';
+import type { ClientMessage, ServerMessage } from '../src/protocol.js';
+import { Hub, type HubPort } from '../src/shared/hub.js';
+import type { HubConfig, HubMessage, TabMessage } from '../src/shared/messages.js';
+import { WorkerLink, type PortLike } from '../src/shared/port-link.js';
+import { FakeWebSocket, ManualClock, flush } from './helpers.js';
+
+/** The upstream link as a test double: records what the hub sends, lets the test play the node. */
+class FakeLink implements Link {
+	state: ConnectionState = 'idle';
+	sent: ClientMessage[] = [];
+	opened = 0;
+	closed = 0;
+	#e = new Emitter<LinkEvents>();
+	constructor(
+		readonly config: HubConfig,
+		readonly mint: (() => Promise<string>) | undefined
+	) {}
+	on<K extends keyof LinkEvents>(n: K, f: LinkEvents[K]) {
+		return this.#e.on(n, f);
+	}
+	open() {
+		this.opened++;
+		this.setState({ state: 'connecting' });
+	}
+	close() {
+		this.closed++;
+		this.setState({ state: 'closed' });
+	}
+	send(m: ClientMessage) {
+		if (this.state !== 'open') return false;
+		this.sent.push(structuredClone(m));
+		return true;
+	}
+	wake() {}
+	setState(info: StateInfo) {
+		this.state = info.state;
+		this.#e.emit('state', info);
+	}
+	welcome(extra: Record<string, unknown> = {}) {
+		this.setState({ state: 'open' });
+		this.server({ type: 'welcome', session: 'S', node: 'n1', user: 'u', meta: {}, rooms: [], ping_interval: 25, ...extra });
+	}
+	server(m: unknown) {
+		this.#e.emit('message', m as ServerMessage);
+	}
+	ofType(t: string) {
+		return this.sent.filter((m) => m.type === t);
+	}
+}
+
+/** A tab's port as the hub sees it: records what the hub posts. */
+class TabPort implements HubPort {
+	got: HubMessage[] = [];
+	postMessage(m: HubMessage) {
+		this.got.push(structuredClone(m));
+	}
+	msgs(type?: string): Array<Record<string, unknown>> {
+		return this.got
+			.filter((m): m is Extract<HubMessage, { t: 'msg' }> => m.t === 'msg')
+			.map((m) => m.msg as unknown as Record<string, unknown>)
+			.filter((m) => !type || m.type === type);
+	}
+	clear() {
+		this.got = [];
+	}
+}
+
+let clock: ManualClock;
+let links: FakeLink[];
+let hub: Hub;
+
+const hello = (canMint = false): TabMessage => ({ t: 'hello', config: { canMint, url: 'ws://node.test/chat' } });
+const msg = (m: ClientMessage): TabMessage => ({ t: 'msg', msg: m });
+const link = () => links.at(-1)!;
+
+beforeEach(() => {
+	clock = new ManualClock();
+	links = [];
+	hub = new Hub({
+		clock,
+		heartbeatTimeout: 30_000,
+		createLink: (config, mint) => {
+			const l = new FakeLink(config, mint);
+			links.push(l);
+			return l;
+		}
+	});
+});
+
+function openHub(...tabs: TabPort[]) {
+	for (const t of tabs) hub.receive(t, hello(true));
+	link().welcome();
+}
+
+describe('Hub', () => {
+	it('opens one upstream link for all tabs and replays the welcome to late tabs', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		hub.receive(a, hello());
+		hub.receive(b, hello());
+		expect(links).toHaveLength(1);
+		expect(link().opened).toBe(1);
+		link().welcome();
+		const c = new TabPort();
+		hub.receive(c, hello());
+		expect(links).toHaveLength(1);
+		expect(c.got.map((m) => m.t)).toEqual(['state', 'msg']);
+		expect(c.msgs('welcome')[0]).toMatchObject({ session: 'S' });
+		expect(hub.tabs).toBe(3);
+	});
+
+	it('joins upstream once; a second tab gets the ack and the current session:list at once', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'lobby', meta: { n: 'a' } }));
+		const up = link().ofType('join');
+		expect(up).toHaveLength(1);
+		link().server({ type: 'ack', id: up[0]!.id });
+		link().server({ type: 'session:list', room: 'lobby', sessions: [{ session: 'S', user: 'u', meta: { n: 'a' }, connected_at: 1 }] });
+		expect(a.msgs('ack')).toEqual([{ type: 'ack', id: 1 }]);
+		expect(a.msgs('session:list')).toHaveLength(1);
+		expect(b.msgs('session:list')).toHaveLength(0);
+
+		hub.receive(b, msg({ type: 'join', id: 1, room: 'lobby' }));
+		expect(link().ofType('join')).toHaveLength(1);
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 1 }]);
+		expect(b.msgs('session:list')[0]).toMatchObject({ room: 'lobby', sessions: [{ session: 'S' }] });
+		expect(hub.rooms()).toEqual({ lobby: 2 });
+	});
+
+	it('lets a tab that joins during the upstream join wait for the same ack', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 5, room: 'r' }));
+		hub.receive(b, msg({ type: 'join', id: 9, room: 'r' }));
+		expect(link().ofType('join')).toHaveLength(1);
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id });
+		expect(a.msgs('ack')).toEqual([{ type: 'ack', id: 5 }]);
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 9 }]);
+	});
+
+	it('passes a refused join to every waiting tab and forgets the room', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'secret' }));
+		hub.receive(b, msg({ type: 'join', id: 2, room: 'secret' }));
+		link().server({ type: 'error', id: link().ofType('join')[0]!.id, code: 'forbidden', message: 'no' });
+		expect(a.msgs('error')).toEqual([{ type: 'error', id: 1, code: 'forbidden', message: 'no' }]);
+		expect(b.msgs('error')[0]).toMatchObject({ id: 2, code: 'forbidden' });
+		expect(hub.rooms()).toEqual({});
+	});
+
+	it('rewrites request ids so that equal tab ids never collide', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'rpc', id: 1, method: 'm', data: 'a' }));
+		hub.receive(b, msg({ type: 'rpc', id: 1, method: 'm', data: 'b' }));
+		const [ra, rb] = link().ofType('rpc');
+		expect(ra!.id).not.toBe(rb!.id);
+		link().server({ type: 'reply', id: rb!.id, data: 'for b' });
+		link().server({ type: 'reply', id: ra!.id, data: 'for a' });
+		expect(a.msgs('reply')).toEqual([{ type: 'reply', id: 1, data: 'for a' }]);
+		expect(b.msgs('reply')).toEqual([{ type: 'reply', id: 1, data: 'for b' }]);
+	});
+
+	it('routes room traffic to the tabs holding the room, direct messages to all', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'ra' }));
+		hub.receive(b, msg({ type: 'join', id: 1, room: 'rb' }));
+		for (const j of link().ofType('join')) link().server({ type: 'ack', id: j.id });
+		link().server({ type: 'event', room: 'ra', event: 'x', data: 1 });
+		link().server({ type: 'event', room: 'rb', event: 'x', data: 2 });
+		link().server({ type: 'event', room: 'gone', event: 'x', data: 3 });
+		link().server({ type: 'event', event: 'direct', data: 4 });
+		expect(a.msgs('event').map((m) => m.data)).toEqual([1, 4]);
+		expect(b.msgs('event').map((m) => m.data)).toEqual([2, 4]);
+	});
+
+	it('leaves upstream only when the last tab leaves', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'r' }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id });
+		hub.receive(b, msg({ type: 'join', id: 1, room: 'r' }));
+		hub.receive(a, msg({ type: 'leave', id: 2, room: 'r' }));
+		expect(link().ofType('leave')).toHaveLength(0);
+		expect(a.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 2 });
+		hub.receive(b, msg({ type: 'leave', id: 7, room: 'r' }));
+		const up = link().ofType('leave');
+		expect(up).toHaveLength(1);
+		link().server({ type: 'ack', id: up[0]!.id });
+		expect(b.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 7 });
+	});
+
+	it('a tab that says bye leaves the rooms no other tab holds', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'only-a' }));
+		hub.receive(a, msg({ type: 'join', id: 2, room: 'both' }));
+		hub.receive(b, msg({ type: 'join', id: 1, room: 'both' }));
+		for (const j of link().ofType('join')) link().server({ type: 'ack', id: j.id });
+		hub.receive(a, { t: 'bye' });
+		expect(link().ofType('leave').map((m) => (m as { room: string }).room)).toEqual(['only-a']);
+		expect(hub.rooms()).toEqual({ both: 1 });
+		// Messages from a gone tab are ignored until it says hello again.
+		hub.receive(a, msg({ type: 'join', id: 3, room: 'x' }));
+		expect(link().ofType('join')).toHaveLength(2);
+	});
+
+	it('drops tabs that stop beating after the heartbeat timeout', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'r' }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id });
+		for (let t = 0; t < 40_000; t += 5000) {
+			clock.advance(5000);
+			hub.receive(b, { t: 'hb' });
+		}
+		expect(hub.tabs).toBe(1);
+		expect(link().ofType('leave')).toHaveLength(1);
+	});
+
+	it('closes the socket when the last tab is gone, and opens a new one for the next tab', () => {
+		const a = new TabPort();
+		openHub(a);
+		hub.receive(a, { t: 'bye' });
+		expect(link().closed).toBe(1);
+		expect(hub.link).toBeUndefined();
+		const b = new TabPort();
+		hub.receive(b, hello());
+		expect(links).toHaveLength(2);
+	});
+
+	it('re-joins held rooms itself after a reconnect and forwards the state to tabs', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'r', meta: { n: 1 } }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id });
+		hub.receive(b, msg({ type: 'rpc', id: 4, method: 'm', data: null }));
+		link().setState({ state: 'reconnecting', attempt: 0, delay: 100 });
+		expect(b.got.at(-1)).toEqual({ t: 'state', info: { state: 'reconnecting', attempt: 0, delay: 100 } });
+		link().sent = [];
+		link().welcome({ session: 'S2' });
+		expect(link().ofType('join')).toEqual([{ type: 'join', id: expect.any(Number), room: 'r', meta: { n: 1 } }]);
+		// The tab's own re-join (sent on welcome) waits for that join instead of sending another.
+		hub.receive(a, msg({ type: 'join', id: 2, room: 'r', meta: { n: 1 } }));
+		expect(link().ofType('join')).toHaveLength(1);
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id });
+		expect(a.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 2 });
+		// A reply for the old socket's request id is not routed anywhere.
+		link().server({ type: 'reply', id: 2, data: 'stale' });
+		expect(b.msgs('reply')).toHaveLength(0);
+	});
+
+	it('asks the most recently seen tab that can mint, and fails over when it goes', async () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		const c = new TabPort();
+		hub.receive(a, hello(true));
+		clock.advance(10);
+		hub.receive(b, hello(true));
+		clock.advance(10);
+		hub.receive(c, hello(false));
+		const l = link();
+		const p1 = l.mint!();
+		const req = b.got.find((m) => m.t === 'mint') as { t: 'mint'; req: number };
+		expect(req).toBeDefined();
+		expect(a.got.some((m) => m.t === 'mint')).toBe(false);
+		hub.receive(b, { t: 'minted', req: req.req, url: 'ws://node.test/_/connect/k' });
+		await expect(p1).resolves.toBe('ws://node.test/_/connect/k');
+		const p2 = l.mint!();
+		hub.receive(b, { t: 'bye' });
+		await expect(p2).rejects.toThrow(/went away/);
+		const p3 = l.mint!();
+		const req3 = a.got.find((m) => m.t === 'mint') as { t: 'mint'; req: number };
+		hub.receive(a, { t: 'minted', req: req3.req, error: 'HTTP 500' });
+		await expect(p3).rejects.toThrow(/500/);
+	});
+
+	it('copies an echo:false publish to the other tabs, since they share the session', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		const c = new TabPort();
+		openHub(a, b, c);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'r' }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id });
+		hub.receive(b, msg({ type: 'join', id: 1, room: 'r' }));
+		hub.receive(a, msg({ type: 'publish', id: 2, room: 'r', event: 'chat', data: 'hi', echo: false }));
+		expect(link().ofType('publish')).toHaveLength(1);
+		expect(b.msgs('event')).toEqual([{ type: 'event', room: 'r', event: 'chat', data: 'hi', from: 'S' }]);
+		expect(a.msgs('event')).toHaveLength(0);
+		expect(c.msgs('event')).toHaveLength(0);
+	});
+
+	it('answers unavailable for requests while the socket is down', () => {
+		const a = new TabPort();
+		hub.receive(a, hello());
+		hub.receive(a, msg({ type: 'rpc', id: 3, method: 'm', data: null }));
+		expect(a.msgs('error')).toEqual([{ type: 'error', id: 3, code: 'unavailable', message: 'not connected' }]);
+	});
+
+	it('delivers traffic of rooms auto-joined by the node to every tab', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		hub.receive(a, hello());
+		hub.receive(b, hello());
+		link().welcome({ rooms: ['auto'] });
+		link().server({ type: 'session:list', room: 'auto', sessions: [] });
+		expect(a.msgs('session:list')).toHaveLength(1);
+		expect(b.msgs('session:list')).toHaveLength(1);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'auto' }));
+		expect(link().ofType('join')).toHaveLength(0);
+		expect(a.msgs('ack')).toEqual([{ type: 'ack', id: 1 }]);
+	});
+});
+
+/** A synchronous in-memory MessagePort pair between a tab and the hub. */
+function channel(h: Hub): PortLike & { hubSide: HubPort } {
+	const tab: PortLike & { hubSide: HubPort } = {
+		onmessage: null,
+		postMessage: (m: unknown) => h.receive(tab.hubSide, structuredClone(m) as TabMessage),
+		hubSide: { postMessage: (m: HubMessage) => tab.onmessage?.({ data: structuredClone(m) }) }
+	};
+	return tab;
+}
+
+describe('Hub with tabs (WorkerLink) and a real Connection', () => {
+	beforeEach(() => FakeWebSocket.reset());
+
+	function setup() {
+		const h = new Hub({
+			clock,
+			createLink: (config, mint) => new Connection({ ...config, ...(mint ? { mint } : {}), WebSocket: FakeWebSocket, clock, random: () => 0.5, wake: null })
+		});
+		const tab = (mint?: () => Promise<string>) =>
+			new RoomcastClient<{ chat: string }>({
+				link: new WorkerLink(channel(h), { url: 'ws://node.test/chat', ...(mint ? { mint } : {}) }, { clock, window: null, locks: null })
+			});
+		return { h, tab };
+	}
+
+	it('shares one socket; a second tab joining gets presence at once; closing a tab leaves only its rooms', async () => {
+		const { h, tab } = setup();
+		const t1 = tab();
+		const t2 = tab();
+		await flush();
+		expect(FakeWebSocket.instances).toHaveLength(1);
+		const ws = FakeWebSocket.last;
+		ws.welcome({ session: 'S' });
+		expect(t1.state).toBe('open');
+		expect(t2.session).toBe('S');
+
+		const j1 = t1.join('lobby');
+		const up = ws.ofType('join');
+		expect(up).toHaveLength(1);
+		ws.serverSend({ type: 'ack', id: up[0]!.id }, { type: 'session:list', room: 'lobby', sessions: [{ session: 'S', user: 'u', meta: {}, connected_at: 1 }, { session: 'T', user: 'v', meta: {}, connected_at: 2 }] });
+		await j1;
+		expect(t1.count('lobby')).toBe(2);
+
+		await t2.join('lobby');
+		expect(ws.ofType('join')).toHaveLength(1);
+		expect(t2.sessions('lobby').map((s) => s.session)).toEqual(['S', 'T']);
+
+		const got: string[] = [];
+		t2.on('chat', (d) => got.push(d));
+		ws.serverSend({ type: 'event', room: 'lobby', event: 'chat', data: 'hello' });
+		expect(got).toEqual(['hello']);
+
+		const jm = t1.join('mine');
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[1]!.id });
+		await jm;
+		expect(ws.ofType('join').map((j) => j.room)).toEqual(['lobby', 'mine']);
+		t1.close();
+		expect(ws.ofType('leave').map((j) => j.room)).toEqual(['mine']);
+		expect(h.rooms()).toEqual({ lobby: 1 });
+		t2.close();
+		expect(ws.closedWith?.code).toBe(1000);
+	});
+
+	it('reconnects once for all tabs with a URL minted by a tab, and re-lists presence', async () => {
+		let n = 0;
+		const { tab } = setup();
+		const t1 = tab(async () => `ws://node.test/_/connect/k${++n}`);
+		const t2 = tab(async () => `ws://node.test/_/connect/k${++n}`);
+		for (let i = 0; i < 5 && FakeWebSocket.instances.length === 0; i++) await flush();
+		expect(FakeWebSocket.instances.map((w) => w.url)).toEqual(['ws://node.test/_/connect/k1']);
+		FakeWebSocket.last.welcome({ session: 'S' });
+		const p1 = t1.join('r');
+		FakeWebSocket.last.serverSend({ type: 'ack', id: FakeWebSocket.last.ofType('join')[0]!.id });
+		await p1;
+		await t2.join('r');
+
+		FakeWebSocket.last.serverClose(1006);
+		expect(t1.state).toBe('reconnecting');
+		expect(t2.state).toBe('reconnecting');
+		clock.advance(250);
+		for (let i = 0; i < 5 && FakeWebSocket.instances.length === 1; i++) await flush();
+		expect(FakeWebSocket.instances).toHaveLength(2);
+		const ws2 = FakeWebSocket.last;
+		expect(ws2.url).toBe('ws://node.test/_/connect/k2');
+		ws2.welcome({ session: 'S2' });
+		const joins = ws2.ofType('join');
+		expect(joins.map((j) => j.room)).toEqual(['r']);
+		ws2.serverSend({ type: 'ack', id: joins[0]!.id }, { type: 'session:list', room: 'r', sessions: [{ session: 'S2', user: 'u', meta: {}, connected_at: 9 }] });
+		expect(t1.sessions('r').map((s) => s.session)).toEqual(['S2']);
+		expect(t2.sessions('r').map((s) => s.session)).toEqual(['S2']);
+		expect(t2.session).toBe('S2');
+	});
+
+	it('carries fatal errors to tabs as RoomcastErrors', async () => {
+		const { tab } = setup();
+		const t1 = tab();
+		await flush();
+		FakeWebSocket.last.welcome();
+		const p = t1.rpc('x');
+		FakeWebSocket.last.serverClose(4003, 'forbidden');
+		const err = await p.catch((e: unknown) => e);
+		expect(err).toMatchObject({ name: 'RoomcastError', code: 'forbidden', closeCode: 4003 });
+		expect(t1.state).toBe('closed');
+	});
+});
