@@ -61,6 +61,9 @@ type Conn struct {
 
 	parser frame.Parser // only the read job touches it
 	remote netip.AddrPort
+	// stream is set for connections the epoll loop cannot watch (TLS):
+	// they use a reader and a writer goroutine instead (stream.go).
+	stream *stream
 }
 
 // Remote is the peer address (the TCP peer, not X-Forwarded-For).
@@ -101,9 +104,17 @@ func (c *Conn) enqueue(f *frame.Prepared, control bool) error {
 	}
 	c.mu.Unlock()
 	if schedule {
-		c.loop.pool.submit(job{c: c, kind: jobFlush})
+		c.scheduleFlush()
 	}
 	return nil
+}
+
+func (c *Conn) scheduleFlush() {
+	if c.stream != nil {
+		c.stream.wakeWriter()
+		return
+	}
+	c.loop.pool.submit(job{c: c, kind: jobFlush})
 }
 
 // Close starts the closing handshake: the close frame is queued after what
@@ -176,6 +187,10 @@ var builtClose = func() map[uint16]*frame.Prepared {
 // requestTeardown asks the connection's read job to close the socket, so the
 // fd is only ever closed where no read can be running on it.
 func (c *Conn) requestTeardown() {
+	if c.stream != nil {
+		c.teardownStream()
+		return
+	}
 	c.dead.Store(true)
 	c.triggerRead()
 }
@@ -210,6 +225,6 @@ func (c *Conn) writable() {
 	}
 	c.mu.Unlock()
 	if resume {
-		c.loop.pool.submit(job{c: c, kind: jobFlush})
+		c.scheduleFlush()
 	}
 }

@@ -3,6 +3,7 @@ package loop
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -105,6 +106,9 @@ func (l *Loop) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		if l.opts.TLS != nil {
+			nc = tls.Server(nc, l.opts.TLS)
+		}
 		go l.handshake(nc)
 	}
 }
@@ -123,8 +127,10 @@ func (l *Loop) handshake(nc net.Conn) {
 		return
 	}
 	defer func() {
-		br.Reset(nil)
-		readerPool.Put(br)
+		if br != nil {
+			br.Reset(nil)
+			readerPool.Put(br)
+		}
 	}()
 
 	var (
@@ -137,6 +143,8 @@ func (l *Loop) handshake(nc net.Conn) {
 		useFlate = l.opts.Compression
 	)
 	req.Remote = remote
+	tc, isTLS := nc.(*tls.Conn)
+	req.TLS = isTLS
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			p, q, _ := bytes.Cut(uri, []byte("?"))
@@ -181,6 +189,16 @@ func (l *Loop) handshake(nc net.Conn) {
 		l.metrics.Refused.WithLabelValues("bad_request").Inc()
 		l.log.Debug("upgrade failed", "remote", remote, "err", err)
 		nc.Close()
+		return
+	}
+	if isTLS {
+		// This goroutine becomes the connection's reader; give the
+		// handshake reader back first (a client does not send frames
+		// before the 101, so it holds nothing).
+		br.Reset(nil)
+		readerPool.Put(br)
+		br = nil
+		l.adoptStream(tc, handler, remote, useFlate && deflate.Accepted())
 		return
 	}
 	if err := l.adopt(nc, handler, remote, useFlate && deflate.Accepted()); err != nil {

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,9 @@ type Options struct {
 	CloseTimeout time.Duration
 	// Compression enables permessage-deflate when the client offers it.
 	Compression bool
+	// TLS, when set, serves https:// and wss:// on the listener. TLS
+	// connections run on a reader and a writer goroutine each (stream.go).
+	TLS *tls.Config
 	// Workers caps the worker goroutines. [64 × GOMAXPROCS: handlers may
 	// block briefly on NATS requests, so more workers than cores]
 	Workers int
@@ -108,6 +112,7 @@ type Loop struct {
 	poller  *poller
 	pool    *pool
 	conns   table
+	streams streams
 	httpLn  *chanListener
 	httpSrv *http.Server
 
@@ -160,7 +165,7 @@ func (l *Loop) Draining() bool { return l.draining.Load() }
 func (l *Loop) Drain(ctx context.Context, window time.Duration) error {
 	l.draining.Store(true)
 	var all []*Conn
-	l.conns.each(func(c *Conn) { all = append(all, c) })
+	l.eachConn(func(c *Conn) { all = append(all, c) })
 	var step time.Duration
 	if len(all) > 1 {
 		step = window / time.Duration(len(all))
@@ -202,7 +207,7 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 	l.mu.Unlock()
 	_ = l.httpSrv.Shutdown(ctx)
 	l.httpLn.Close()
-	l.conns.each(func(c *Conn) { c.requestTeardown() })
+	l.eachConn(func(c *Conn) { c.requestTeardown() })
 	for l.active.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -212,4 +217,10 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 	l.pool.stop()
 	l.poller.close()
 	return ctx.Err()
+}
+
+// eachConn visits every connection, epoll and stream.
+func (l *Loop) eachConn(fn func(*Conn)) {
+	l.conns.each(fn)
+	l.streams.each(fn)
 }

@@ -3,6 +3,7 @@ package loop
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/roomcast/roomcast/pkg/certs"
+	"github.com/roomcast/roomcast/pkg/certs/certstest"
 	"github.com/roomcast/roomcast/pkg/frame"
 )
 
@@ -283,4 +286,47 @@ func readFrame(r io.Reader) (ws.Frame, error) {
 	p := make([]byte, h.Length)
 	_, err = io.ReadFull(r, p)
 	return ws.Frame{Header: h, Payload: p}, err
+}
+
+func TestTLSEcho(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf := certstest.WriteSelfSigned(t, dir, 1)
+	r, err := certs.New(cf, kf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &echo{}
+	l, addr := startLoop(t, Options{TLS: r.Config()}, e)
+	d := ws.Dialer{TLSConfig: &tls.Config{InsecureSkipVerify: true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, _, err := d.Dial(ctx, "wss://"+addr+"/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, msg := range []string{"over tls", strings.Repeat("y", 50000)} {
+		if err := wsutil.WriteClientText(c, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := wsutil.ReadServerText(c)
+		if err != nil || string(got) != msg {
+			t.Fatalf("tls echo: %d bytes, %v", len(got), err)
+		}
+	}
+	// Plain HTTP over TLS still reaches the HTTP handler.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "plain /healthz" {
+		t.Fatalf("https: %q", b)
+	}
+	if err := ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(1000, "")))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return l.Conns() == 0 }, "tls connection not torn down after close")
 }

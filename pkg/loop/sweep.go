@@ -27,7 +27,7 @@ func (l *Loop) sweepLoop() {
 
 func (l *Loop) sweep(now int64) {
 	interval := int64(l.opts.PingInterval)
-	l.conns.each(func(c *Conn) {
+	l.eachConn(func(c *Conn) {
 		if by := c.closeByNanos.Load(); by != 0 {
 			if now > by {
 				c.requestTeardown()
