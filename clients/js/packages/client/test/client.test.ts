@@ -146,15 +146,17 @@ describe('RoomcastClient: events', () => {
 		const got: number[] = [];
 		const errs: unknown[] = [];
 		const onErr = (e: unknown) => errs.push(e);
-		process.on('uncaughtException', onErr);
+		const proc = (globalThis as unknown as { process: { on(e: string, f: (e: unknown) => void): void; off(e: string, f: (e: unknown) => void): void } }).process;
+		proc.on('uncaughtException', onErr);
 		rc.on('typing', () => {
 			throw new Error('boom');
 		});
 		rc.on('typing', () => got.push(1));
 		ws.serverSend({ type: 'event', event: 'typing', data: true });
 		await flush();
-		process.off('uncaughtException', onErr);
+		proc.off('uncaughtException', onErr);
 		expect(got).toEqual([1]);
+		expect(errs).toHaveLength(1);
 	});
 
 	it('tracks the history position per room', async () => {
