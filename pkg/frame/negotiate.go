@@ -32,7 +32,7 @@ import (
 //
 // Why not wsflate.Extension{Parameters: {ServerNoContextTakeover: true,
 // ClientNoContextTakeover: true}}: it returns an error for a malformed offer, which
-// makes gobwas/ws reject the whole upgrade with 400 instead of declining the offer,
+// makes gobwas/ws fail the whole upgrade (HTTP 500) instead of declining the offer,
 // and it declines server_max_window_bits=15, which we can honour. Its parameter
 // parser is right, and Negotiator uses it.
 type Negotiator struct {
