@@ -297,7 +297,7 @@ func (s *Store) Mint(ctx context.Context, c Claims, ttl time.Duration) (Minted, 
 	}
 	// JetStream TTLs are whole seconds, truncated: round up so the entry
 	// never disappears before exp. Redeem enforces exp to the millisecond.
-	if _, err := kv.Create(ctx, id, value, jetstream.KeyTTL((ttl+time.Second-1).Truncate(time.Second))); err != nil {
+	if _, err := kv.Create(ctx, id, value, jetstream.KeyTTL((ttl + time.Second - 1).Truncate(time.Second))); err != nil {
 		s.count("mint", "error")
 		s.log.Warn("key not stored", "bucket", s.bucket, "err", err)
 		return Minted{}, fmt.Errorf("keys: mint: %w: %w", ErrUnavailable, err)

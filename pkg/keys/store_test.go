@@ -418,4 +418,3 @@ func BenchmarkMintRedeem(b *testing.B) {
 		}
 	}
 }
-
