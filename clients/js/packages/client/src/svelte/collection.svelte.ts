@@ -1,7 +1,12 @@
-import type { RoomcastClient } from '../client.js';
-import { ENTITY_EVENTS, EntityCollection, type CollectionOptions, type EntityEventData } from '../collection.js';
-import type { EventMap } from '../protocol.js';
-import type { Roomcast } from './roomcast.svelte.js';
+import type { EventContext } from '../client.js';
+import { ENTITY_EVENTS, EntityCollection, type CollectionOptions, type EntityEventData, type EntityEventName } from '../collection.js';
+
+/** Anything with a `*` event listener: a RoomcastClient, or a Roomcast (through its `client`). */
+export interface EventSource {
+	on(event: '*', fn: (data: unknown, ctx: EventContext & { event: string }) => void): () => void;
+}
+
+export type CollectionSource = EventSource | { client: EventSource };
 
 /**
  * A reactive list kept from `entity:created|updated|deleted` events
@@ -14,13 +19,15 @@ export class Collection<T> {
 	readonly #core: EntityCollection<T>;
 	#offs: Array<() => void> = [];
 
-	constructor(source: Roomcast<EventMap, unknown> | RoomcastClient<EventMap, unknown>, collection: string, opts: CollectionOptions<T> = {}) {
+	constructor(source: CollectionSource, collection: string, opts: CollectionOptions<T> = {}) {
 		this.#core = new EntityCollection<T>(collection, opts);
 		this.items = this.#core.items();
 		const client = 'client' in source ? source.client : source;
-		for (const name of ENTITY_EVENTS) {
-			this.#offs.push(client.on(name, (data) => this.apply(name, data as EntityEventData<T>)));
-		}
+		this.#offs.push(
+			client.on('*', (data, ctx) => {
+				if (ENTITY_EVENTS.includes(ctx.event as EntityEventName)) this.apply(ctx.event, data as EntityEventData<T>);
+			})
+		);
 	}
 
 	/** Applies one event by hand (e.g. from your own transport). Returns true when the list changed. */
@@ -42,7 +49,7 @@ export class Collection<T> {
 
 /** Creates a {@link Collection} listening on `source`'s entity events for `collection`. */
 export function createCollection<T>(
-	source: Roomcast<EventMap, unknown> | RoomcastClient<EventMap, unknown>,
+	source: CollectionSource,
 	collection: string,
 	opts: CollectionOptions<T> = {}
 ): Collection<T> {
