@@ -35,8 +35,9 @@ type Options struct {
 
 	// OnEvent, if set, is called on the reader goroutine for every Event,
 	// in order. It must return quickly and must not call methods that wait
-	// for the node (Join, Publish, ...): their answers are read by the very
-	// goroutine it is blocking. When OnEvent is set, Events returns nil.
+	// for the node (Join, Publish, Close, ...): their answers are read by
+	// the very goroutine it is blocking. When OnEvent is set, Events
+	// returns nil.
 	OnEvent func(Event)
 	// EventBuffer is the capacity of the Events channel; zero means 1024.
 	EventBuffer int
@@ -44,7 +45,8 @@ type Options struct {
 	// full instead of dropping the event. Nothing is lost, but answers to
 	// Join, Publish etc. wait too, and a node whose outgoing queue fills
 	// behind us closes the connection with 4009 (slow consumer). Leave it
-	// off unless a test must count every message.
+	// off unless a test must count every message. Close stops the wait
+	// (pending events are then dropped).
 	BlockOnFullEvents bool
 
 	// HandshakeTimeout bounds the TCP dial, the upgrade and the wait for
@@ -100,6 +102,7 @@ type Client struct {
 	wclosed  bool      // a close frame was sent or a write failed
 
 	welcomed chan struct{} // closed when the welcome arrived
+	closing  chan struct{} // closed when Close starts: stops blocked emits
 	done     chan struct{} // closed when the reader has finished
 	welcome  Welcome       // written once by the reader before welcomed
 
@@ -160,6 +163,7 @@ func Dial(ctx context.Context, url string, o *Options) (*Client, error) {
 		writeTimeout: orDefault(o.WriteTimeout, defaultWriteTimeout),
 		keepalive:    !o.NoKeepalive,
 		welcomed:     make(chan struct{}),
+		closing:      make(chan struct{}),
 		done:         make(chan struct{}),
 		calls:        make(map[uint64]*call),
 		lists:        make(map[string][]*call),
@@ -293,6 +297,7 @@ func (c *Client) closedErr() error {
 // once the reader is gone; calling it again does nothing.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		close(c.closing)
 		c.sendClose(CloseNormal, "")
 		t := time.NewTimer(closeWait)
 		defer t.Stop()
@@ -395,7 +400,11 @@ func (c *Client) emit(ev Event) {
 		return
 	}
 	if c.blockEvents {
-		c.events <- ev
+		select {
+		case c.events <- ev:
+		case <-c.closing:
+			c.dropped.Add(1)
+		}
 		return
 	}
 	select {

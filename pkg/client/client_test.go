@@ -529,3 +529,24 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockingEventsDoNotBlockClose(t *testing.T) {
+	n := newFakeNode(t, nil)
+	c, p := dial(t, n, &client.Options{EventBuffer: 1, BlockOnFullEvents: true})
+	for range 5 {
+		p.send(`{"type":"event","room":"r","event":"e","data":1}`)
+	}
+	// Nobody reads Events: the reader is stuck on the second event until
+	// Close lets it go.
+	done := async(func() (struct{}, error) { return struct{}{}, c.Close() })
+	if h, _ := p.frame(); h.OpCode != ws.OpClose {
+		t.Fatalf("got %v, want close", h.OpCode)
+	}
+	p.closeWith(client.CloseNormal, "")
+	if _, err := wait(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if c.Dropped() == 0 {
+		t.Error("events left behind by Close were not counted as dropped")
+	}
+}
