@@ -42,7 +42,8 @@ type ErrorDetail struct {
 // group QueueGroup until stop is called or ctx ends. A request carries the
 // ParseMintRequest body; the reply is the Minted JSON or an ErrorBody with
 // code bad_request or unavailable. Requests are handled one at a time per
-// node, in order; the queue group spreads them over nodes.
+// node, in order; the queue group spreads them over nodes. Once stop returns
+// no new request reaches this node; stop is safe to call more than once.
 func Serve(ctx context.Context, nc *nats.Conn, subj bus.Subjects, s *Store, logger *slog.Logger) (stop func(), err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -59,7 +60,11 @@ func Serve(ctx context.Context, nc *nats.Conn, subj bus.Subjects, s *Store, logg
 		once.Do(func() {
 			if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				logger.Debug("keys: stop serving", "subject", subject, "err", err)
+				return
 			}
+			// Let the server see the unsubscribe before stop returns, so
+			// that no request is routed here afterwards.
+			_ = nc.FlushTimeout(time.Second)
 		})
 	}
 	context.AfterFunc(ctx, stop)

@@ -23,16 +23,19 @@ import (
 	"github.com/roomcast/roomcast/pkg/metrics"
 )
 
-// newStore opens a Store on a fresh connection to s.
+// newStore opens a Store on a fresh connection to s, made by bus.Connect
+// as a node makes it.
 func newStore(t testing.TB, s *server.Server, o StoreOptions) *Store {
 	t.Helper()
-	js, err := jetstream.New(bustest.Connect(t, s))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	b, err := bus.Connect(ctx, bus.Options{URLs: s.ClientURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := NewStore(ctx, js, o)
+	t.Cleanup(func() { b.Close() })
+	bustest.Eventually(t, 5*time.Second, b.Up, "not connected to %s", s.ClientURL())
+	st, err := NewStore(ctx, b.JS, o)
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}
