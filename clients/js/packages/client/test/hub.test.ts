@@ -331,10 +331,13 @@ describe('Hub', () => {
 
 /** A synchronous in-memory MessagePort pair between a tab and the hub. */
 function channel(h: Hub): PortLike & { hubSide: HubPort } {
+	let listener: ((ev: { data: unknown }) => void) | undefined;
 	const tab: PortLike & { hubSide: HubPort } = {
-		onmessage: null,
+		addEventListener: (_type, fn) => {
+			listener = fn;
+		},
 		postMessage: (m: unknown) => h.receive(tab.hubSide, structuredClone(m) as TabMessage),
-		hubSide: { postMessage: (m: HubMessage) => tab.onmessage?.({ data: structuredClone(m) }) }
+		hubSide: { postMessage: (m: HubMessage) => listener?.({ data: structuredClone(m) }) }
 	};
 	return tab;
 }
@@ -434,3 +437,6 @@ describe('Hub with tabs (WorkerLink) and a real Connection', () => {
 		expect(t1.state).toBe('closed');
 	});
 });
+
+// Compile-time check: the DOM's SharedWorker fits the sharedWorker option.
+export const acceptsDomSharedWorker: (f: () => SharedWorker) => import('../src/client.js').ClientOptions = (f) => ({ sharedWorker: f });

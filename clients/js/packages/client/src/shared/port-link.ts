@@ -8,7 +8,7 @@ import { fromWireError, fromWireState, type HubConfig, type HubMessage, type Tab
 /** The parts of MessagePort the tab side uses. */
 export interface PortLike {
 	postMessage(msg: unknown): void;
-	onmessage: ((ev: { data: unknown }) => void) | null;
+	addEventListener(type: 'message', fn: (ev: { data: unknown }) => void): void;
 	start?(): void;
 }
 
@@ -69,7 +69,7 @@ export class WorkerLink implements Link {
 		const g = globalThis as unknown as { addEventListener?: unknown; navigator?: { locks?: LocksLike } };
 		this.#win = o.window !== undefined ? o.window : typeof g.addEventListener === 'function' ? (g as EventTargetLike) : null;
 		this.#locks = o.locks !== undefined ? o.locks : (g.navigator?.locks ?? null);
-		port.onmessage = (ev) => this.#onHub(ev.data as HubMessage);
+		port.addEventListener('message', (ev) => this.#onHub(ev.data as HubMessage));
 		port.start?.();
 	}
 
