@@ -1,6 +1,9 @@
 package frame
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // DefaultMaxMessage is the message limit of a Parser whose MaxMessage is 0: the
 // DESIGN.md default frame limit (64 KiB; over it the connection gets 1009).
@@ -85,7 +88,13 @@ const (
 func (p *Parser) Feed(b []byte, h Handler) error {
 	for len(b) > 0 && p.hdrN != stateDone {
 		if p.hdrLen == 0 || p.hdrN < p.hdrLen {
-			n, err := p.header(b)
+			var n int
+			var err error
+			if p.hdrN == 0 && len(b) >= 2 && len(b) >= headerLen(b[1]) {
+				n, err = p.wholeHeader(b)
+			} else {
+				n, err = p.header(b)
+			}
 			b = b[n:]
 			if err != nil {
 				return p.fail(err)
@@ -182,6 +191,41 @@ func (p *Parser) header(b []byte) (int, error) {
 		}
 	}
 	return i, nil
+}
+
+// headerLen is the length of a client frame header whose second byte is b1.
+func headerLen(b1 byte) int {
+	switch b1 & 0x7F {
+	case 126:
+		return 2 + 2 + 4
+	case 127:
+		return 2 + 8 + 4
+	}
+	return 2 + 4
+}
+
+// wholeHeader reads a header that is entirely in b: the common case, without the
+// byte-at-a-time state machine of header. The checks and their order are the same.
+func (p *Parser) wholeHeader(b []byte) (int, error) {
+	if err := p.first(b[0]); err != nil {
+		return 1, err
+	}
+	if err := p.second(b[1]); err != nil {
+		return 2, err
+	}
+	n := int(p.hdrLen)
+	switch n {
+	case 2 + 2 + 4:
+		p.left = uint64(binary.BigEndian.Uint16(b[2:]))
+	case 2 + 8 + 4:
+		p.left = binary.BigEndian.Uint64(b[2:])
+	}
+	if err := p.checkLength(); err != nil {
+		return n - 4, err
+	}
+	p.mask = binary.LittleEndian.Uint32(b[n-4:])
+	p.hdrN = p.hdrLen
+	return n, nil
 }
 
 // first validates the first header byte: FIN, RSV1–3, opcode (RFC 6455 §5.2, §5.4,

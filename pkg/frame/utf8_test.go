@@ -102,23 +102,3 @@ func FuzzUTF8(f *testing.F) {
 		checkUTF8(t, data, seed)
 	})
 }
-
-func TestUnmask(t *testing.T) {
-	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
-	k := uint32(key[0]) | uint32(key[1])<<8 | uint32(key[2])<<16 | uint32(key[3])<<24
-	for n := range 100 {
-		for split := 0; split <= n; split++ {
-			p := make([]byte, n)
-			want := make([]byte, n)
-			for i := range p {
-				p[i] = byte(i * 7)
-				want[i] = p[i] ^ key[i%4]
-			}
-			unmask(p[:split], k)
-			unmask(p[split:], rotateKey(k, split))
-			if string(p) != string(want) {
-				t.Fatalf("n=%d split=%d: got % x, want % x", n, split, p, want)
-			}
-		}
-	}
-}
