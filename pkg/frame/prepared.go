@@ -27,8 +27,8 @@ type Compression struct {
 	// MinSize is the smallest payload that is compressed, in bytes; 0 means
 	// DefaultMinCompressSize, a negative value compresses every payload.
 	MinSize int
-	// Level is the flate level, 1 (fastest) to 9 (smallest); 0 means
-	// DefaultCompressionLevel.
+	// Level is the flate level, 1 (fastest) to 9 (smallest); 0 (or anything out of
+	// range) means DefaultCompressionLevel.
 	Level int
 }
 
@@ -59,6 +59,28 @@ func NewPreparedWith(op Opcode, payload []byte, c Compression) *Prepared {
 	frame := make([]byte, 0, h+len(payload))
 	frame = AppendHeader(frame, true, false, op, len(payload))
 	frame = append(frame, payload...)
+	return newPrepared(op, frame, h, c)
+}
+
+// NewPreparedInPlace is NewPreparedWith without the copy: buf[:MaxHeaderSize] is
+// room for the header and buf[MaxHeaderSize:] is the payload. It takes ownership of
+// buf; the caller must not modify it afterwards. For encoders that can reserve the
+// room up front:
+//
+//	buf := make([]byte, frame.MaxHeaderSize, frame.MaxHeaderSize+n)
+//	buf = appendJSON(buf, msg)
+//	f := frame.NewPreparedInPlace(frame.OpText, buf, c)
+//
+// It panics if buf is shorter than MaxHeaderSize.
+func NewPreparedInPlace(op Opcode, buf []byte, c Compression) *Prepared {
+	n := len(buf) - MaxHeaderSize
+	h := HeaderSize(n)
+	AppendHeader(buf[MaxHeaderSize-h:MaxHeaderSize-h], true, false, op, n)
+	return newPrepared(op, buf[MaxHeaderSize-h:], h, c)
+}
+
+// newPrepared fills in a Prepared around a complete frame with an h-byte header.
+func newPrepared(op Opcode, frame []byte, h int, c Compression) *Prepared {
 	f := &Prepared{frame: frame, hdr: uint8(h), op: op, minSize: c.MinSize, level: int8(c.Level)}
 	if f.minSize == 0 {
 		f.minSize = DefaultMinCompressSize

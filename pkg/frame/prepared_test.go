@@ -66,6 +66,20 @@ func TestPreparedPlain(t *testing.T) {
 	}
 }
 
+func TestPreparedInPlace(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 65535, 65536} {
+		payload := event(n)
+		buf := append(make([]byte, frame.MaxHeaderSize, frame.MaxHeaderSize+n), payload...)
+		f := frame.NewPreparedInPlace(frame.OpBinary, buf, frame.Compression{})
+		if want := frame.AppendFrame(nil, frame.OpBinary, payload); !bytes.Equal(f.Bytes(false), want) {
+			t.Fatalf("%d bytes: frame differs from AppendFrame", n)
+		}
+		if n > 0 && &f.Payload()[0] != &buf[frame.MaxHeaderSize] {
+			t.Fatalf("%d bytes: payload was copied", n)
+		}
+	}
+}
+
 func TestPreparedCompressed(t *testing.T) {
 	for _, size := range []int{256, 1000, 70000} {
 		payload := event(size)
