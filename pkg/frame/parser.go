@@ -152,10 +152,14 @@ func (p *Parser) fail(err error) error {
 	return err
 }
 
+// maxLimit caps MaxMessage so that limit arithmetic (limit+1, compressedLimit)
+// cannot overflow. 256 TiB is "no limit" for any real deployment.
+const maxLimit = 1 << 48
+
 // limit is the effective MaxMessage.
 func (p *Parser) limit() int {
 	if p.MaxMessage > 0 {
-		return p.MaxMessage
+		return min(p.MaxMessage, maxLimit)
 	}
 	return DefaultMaxMessage
 }
@@ -319,9 +323,6 @@ func (p *Parser) checkLength() error {
 // both, so an incompressible message just under the limit is never refused for its
 // compressed size; the inflated size is what is really limited.
 func compressedLimit(limit uint64) uint64 {
-	if limit > 1<<60 {
-		return limit
-	}
 	return limit + limit/8 + 64
 }
 

@@ -48,3 +48,23 @@ func TestNoBuffersAtRest(t *testing.T) {
 		t.Errorf("Parser is %d bytes; the docs say 48", n)
 	}
 }
+
+// A huge MaxMessage must not overflow the limit arithmetic.
+func TestHugeMaxMessage(t *testing.T) {
+	p := Parser{MaxMessage: int(^uint(0) >> 1), Deflate: true}
+	var got []byte
+	h := recordFirst{&got}
+	if err := p.Feed(maskFrame(0xC1, []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), h); err != nil || string(got) != "Hello" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+type recordFirst struct{ p *[]byte }
+
+func (r recordFirst) OnMessage(_ Opcode, d []byte) error {
+	*r.p = append([]byte(nil), d...)
+	return nil
+}
+func (recordFirst) OnPing([]byte) error          { return nil }
+func (recordFirst) OnPong([]byte) error          { return nil }
+func (recordFirst) OnClose(uint16, []byte) error { return nil }
