@@ -347,9 +347,10 @@ func (p *Parser) payload(chunk []byte, whole bool, h Handler) error {
 		return err
 	}
 
-	compressed := p.msgOp&msgCompressed != 0
-	if Opcode(p.msgOp) == OpText && !compressed && !p.utf8.feed(chunk) {
-		return errUTF8 // fail fast: before the rest of the frame arrives
+	// Uncompressed text is checked as it arrives, to fail before the rest of the
+	// frame or message comes; compressed text is checked once inflated, in message.
+	if p.msgOp == byte(OpText) && !p.utf8.feed(chunk) {
+		return errUTF8
 	}
 	fin := p.b0&0x80 != 0
 	if !whole || !fin || p.msg != nil {
