@@ -64,7 +64,9 @@ func Handler(s *Store, apiKey string, defaultTTL, maxTTL time.Duration) http.Han
 			return
 		}
 		c, ttl, err := ParseMintRequest(body, defaultTTL, maxTTL)
-		if err == nil {
+		if err != nil {
+			s.count("mint", "invalid")
+		} else {
 			ctx, cancel := context.WithTimeout(r.Context(), mintTimeout)
 			var m Minted
 			m, err = s.Mint(ctx, c, ttl)

@@ -42,7 +42,8 @@ type ErrorDetail struct {
 // group QueueGroup until stop is called or ctx ends. A request carries the
 // ParseMintRequest body; the reply is the Minted JSON or an ErrorBody with
 // code bad_request or unavailable. Requests are handled one at a time per
-// node, in order; the queue group spreads them over nodes. Once stop returns
+// node, in order; the queue group spreads them over nodes. Requests reach
+// this node once Serve returns (if NATS is up). Once stop returns
 // no new request reaches this node; stop is safe to call more than once.
 func Serve(ctx context.Context, nc *nats.Conn, subj bus.Subjects, s *Store, logger *slog.Logger) (stop func(), err error) {
 	if logger == nil {
@@ -55,6 +56,10 @@ func Serve(ctx context.Context, nc *nats.Conn, subj bus.Subjects, s *Store, logg
 	if err != nil {
 		return nil, fmt.Errorf("keys: serve %s: %w", subject, err)
 	}
+	// Have the server register the subscription before Serve returns, so
+	// the service answers from then on. While NATS is down this fails at
+	// once and nats.go subscribes on reconnect.
+	_ = nc.FlushTimeout(time.Second)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -78,7 +83,9 @@ func serveMint(ctx context.Context, s *Store, logger *slog.Logger, m *nats.Msg) 
 	}
 	var reply []byte
 	c, ttl, err := ParseMintRequest(m.Data, s.defaultTTL, s.maxTTL)
-	if err == nil {
+	if err != nil {
+		s.count("mint", "invalid")
+	} else {
 		mctx, cancel := context.WithTimeout(ctx, mintTimeout)
 		var minted Minted
 		minted, err = s.Mint(mctx, c, ttl)
