@@ -137,6 +137,8 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 	#listeners = new Map<string, Set<(data: never, ctx: EventContext) => void>>();
 	#sys = new Emitter<ClientEvents<E, M>>();
 	#offs: Array<() => void> = [];
+	/** The `open` state change, held back until its welcome is handled. */
+	#openInfo: StateInfo | undefined;
 
 	constructor(options: ClientOptions = {}) {
 		this.#opts = options;
@@ -348,19 +350,24 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 	}
 
 	#onState(info: StateInfo): void {
-		if (info.state !== 'open') {
-			for (const p of [...this.#pending.values()]) {
-				if (info.state === 'closed') {
-					this.#settle(p.id)?.reject(info.error ?? new RoomcastError('closed', 'the connection was closed'));
-				} else if (p.join) {
-					p.sent = false; // re-sent after the next welcome
-				} else if (p.sent) {
-					this.#settle(p.id)?.reject(
-						new RoomcastError('disconnected', 'the connection dropped before the reply; the request may or may not have been applied', {
-							id: p.id
-						})
-					);
-				}
+		if (info.state === 'open') {
+			// Announced after the welcome is handled, so that listeners see the new
+			// session, node and re-joins already sent.
+			this.#openInfo = info;
+			return;
+		}
+		this.#openInfo = undefined;
+		for (const p of [...this.#pending.values()]) {
+			if (info.state === 'closed') {
+				this.#settle(p.id)?.reject(info.error ?? new RoomcastError('closed', 'the connection was closed'));
+			} else if (p.join) {
+				p.sent = false; // re-sent after the next welcome
+			} else if (p.sent) {
+				this.#settle(p.id)?.reject(
+					new RoomcastError('disconnected', 'the connection dropped before the reply; the request may or may not have been applied', {
+						id: p.id
+					})
+				);
 			}
 		}
 		this.#sys.emit('state', info);
@@ -456,6 +463,9 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 			if (p.join) this.#addSince(p.msg);
 			p.sent = this.#link.send(p.msg);
 		}
+		const open = this.#openInfo;
+		this.#openInfo = undefined;
+		if (open) this.#sys.emit('state', open);
 	}
 
 	#onEvent(msg: EventMessage<E>): void {

@@ -346,3 +346,19 @@ describe('RoomcastClient: reconnect', () => {
 		}
 	});
 });
+
+describe('RoomcastClient: state order', () => {
+	it('announces open after the welcome is handled', async () => {
+		FakeWebSocket.reset();
+		clock = new ManualClock();
+		const rc = make();
+		const seen: Array<[string, string | undefined, number]> = [];
+		rc.listen('state', (s) => seen.push([s.state, rc.welcome?.node, FakeWebSocket.instances.at(-1)?.ofType('join').length ?? 0]));
+		const p = rc.join('r');
+		await flush();
+		FakeWebSocket.last.welcome({ node: 'n7' });
+		// ('connecting' was announced in the constructor, before listen.)
+		expect(seen).toEqual([['open', 'n7', 1]]);
+		void p.catch(() => {});
+	});
+});

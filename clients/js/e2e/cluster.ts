@@ -1,0 +1,131 @@
+/**
+ * What the browser tests run against: two nodes behind a TCP load balancer.
+ * E2E_BACKEND=stub (default) uses the in-process stub cluster; E2E_BACKEND=real
+ * builds and starts real roomcast-node processes: node 0 with the embedded
+ * NATS (not behind the balancer, so that killing a balanced node keeps NATS up),
+ * nodes 1 and 2 on that NATS, the balancer over nodes 1 and 2.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LoadBalancer } from './lb.js';
+import { StubCluster } from './stub-node.js';
+
+export interface Cluster {
+	/** Base URLs of the two balanced nodes. */
+	urls: [string, string];
+	/** Node ids, as welcome reports them. */
+	ids: [string, string];
+	/** Base URL of the load balancer over both. */
+	lb: string;
+	/** Crash node i (0 or 1): SIGKILL for real nodes. */
+	kill(i: number): Promise<void>;
+	/** Open WebSocket connections on node i (roomcast_connections from /metrics). */
+	connections(i: number): Promise<number>;
+	close(): Promise<void>;
+	/** Stub only: turn POST /_/demo/key off (404). */
+	disableDemoKeys?(): void;
+}
+
+export const repoRoot = join(import.meta.dirname, '../../..');
+export const dist = join(repoRoot, 'pkg/demo/dist');
+
+async function metricsConnections(base: string): Promise<number> {
+	const text = await (await fetch(`${base}/metrics`)).text();
+	const m = /^roomcast_connections (\d+(?:\.\d+)?)/m.exec(text);
+	if (!m) throw new Error(`no roomcast_connections in ${base}/metrics`);
+	return Number(m[1]);
+}
+
+export async function startStub(): Promise<Cluster> {
+	const c = new StubCluster(dist);
+	const a = await c.start('stub-a');
+	const b = await c.start('stub-b');
+	const lb = new LoadBalancer([a.port, b.port]);
+	await lb.listen();
+	return {
+		urls: [a.url, b.url],
+		ids: [a.id, b.id],
+		lb: `http://127.0.0.1:${lb.port}`,
+		kill: (i) => [a, b][i]!.kill(),
+		connections: async (i) => metricsConnections([a, b][i]!.url),
+		disableDemoKeys: () => {
+			c.demoKeys = false;
+		},
+		close: async () => {
+			await lb.close();
+			await c.close();
+		}
+	};
+}
+
+async function freePort(): Promise<number> {
+	const s = net.createServer();
+	await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+	const port = (s.address() as net.AddressInfo).port;
+	await new Promise<void>((r) => s.close(() => r()));
+	return port;
+}
+
+async function waitReady(base: string, proc: ChildProcess, ms = 60_000): Promise<void> {
+	const end = Date.now() + ms;
+	while (Date.now() < end) {
+		if (proc.exitCode !== null) throw new Error(`node ${base} exited with ${proc.exitCode}`);
+		try {
+			if ((await fetch(`${base}/readyz`)).ok) return;
+		} catch {
+			// not listening yet
+		}
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	throw new Error(`node ${base} not ready within ${ms} ms`);
+}
+
+export async function startReal(): Promise<Cluster> {
+	const dir = mkdtempSync(join(tmpdir(), 'roomcast-e2e-'));
+	const bin = join(dir, 'roomcast-node');
+	execFileSync('go', ['build', '-o', bin, './cmd/node'], { cwd: repoRoot, stdio: 'inherit' });
+	const procs: ChildProcess[] = [];
+	const logs: string[] = [];
+	const run = async (id: string, args: string[]) => {
+		const port = await freePort();
+		const p = spawn(bin, ['--node-id', id, '--listen', `127.0.0.1:${port}`, '--demo', 'on', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+		p.stdout!.on('data', (d) => logs.push(`[${id}] ${String(d)}`));
+		p.stderr!.on('data', (d) => logs.push(`[${id}] ${String(d)}`));
+		procs.push(p);
+		const base = `http://127.0.0.1:${port}`;
+		await waitReady(base, p);
+		return { base, p, port };
+	};
+	const natsPort = await freePort();
+	await run('node-nats', ['--nats-listen', `127.0.0.1:${natsPort}`, '--data-dir', join(dir, 'data')]);
+	const nats = `nats://127.0.0.1:${natsPort}`;
+	const [n1, n2] = await Promise.all([run('node-1', ['--nats', nats]), run('node-2', ['--nats', nats])]);
+	const lb = new LoadBalancer([n1.port, n2.port]);
+	await lb.listen();
+	const nodes = [n1, n2];
+	return {
+		urls: [n1.base, n2.base],
+		ids: ['node-1', 'node-2'],
+		lb: `http://127.0.0.1:${lb.port}`,
+		kill: async (i) => {
+			const p = nodes[i]!.p;
+			p.kill('SIGKILL');
+			await new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r(null) : p.once('exit', r)));
+		},
+		connections: (i) => metricsConnections(nodes[i]!.base),
+		close: async () => {
+			await lb.close();
+			for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+			await Promise.all(procs.map((p) => (p.exitCode !== null || p.signalCode !== null ? null : new Promise((r) => p.once('exit', r)))));
+			if (process.env.E2E_LOGS) console.log(logs.join(''));
+			rmSync(dir, { recursive: true, force: true });
+		}
+	};
+}
+
+export function startCluster(): Promise<Cluster> {
+	return process.env.E2E_BACKEND === 'real' ? startReal() : startStub();
+}

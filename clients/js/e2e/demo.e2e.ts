@@ -1,0 +1,177 @@
+/**
+ * Browser end-to-end tests of the demo page and the client in Debian's
+ * Chromium (playwright-core, never a downloaded browser): chat and presence
+ * across two nodes, reconnect to another node when one dies, two tabs on one
+ * SharedWorker socket, the /_/demo/ws fallback. Screenshots of failing pages
+ * go to e2e/screenshots/ at the repository root.
+ *
+ *   npm run e2e                      # against the in-process stub cluster
+ *   E2E_BACKEND=real npm run e2e     # against real roomcast-node processes
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
+import { repoRoot, startCluster, type Cluster } from './cluster.js';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const shots = join(repoRoot, 'e2e/screenshots');
+
+let browser: Browser;
+let cluster: Cluster;
+let contexts: BrowserContext[] = [];
+
+beforeAll(async () => {
+	browser = await chromium.launch({
+		executablePath: CHROMIUM,
+		args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking']
+	});
+});
+afterAll(async () => {
+	await browser?.close();
+});
+beforeEach(async () => {
+	cluster = await startCluster();
+	contexts = [];
+});
+afterEach(async () => {
+	await Promise.all(contexts.map((c) => c.close()));
+	await cluster.close();
+});
+
+async function context(): Promise<BrowserContext> {
+	const c = await browser.newContext({ viewport: { width: 900, height: 600 } });
+	contexts.push(c);
+	return c;
+}
+
+/** Opens the demo page, joined to `room` as `name`, and waits until it is open and lists itself. */
+async function openDemo(ctx: BrowserContext, base: string, name: string, opts: { room?: string; shared?: boolean } = {}): Promise<Page> {
+	const page = await ctx.newPage();
+	const errors: string[] = [];
+	page.on('pageerror', (e) => errors.push(String(e)));
+	onTestFailed(async ({ task }) => {
+		mkdirSync(shots, { recursive: true });
+		const file = join(shots, `${task.name.replace(/\W+/g, '-')}-${name}.png`);
+		await page.screenshot({ path: file }).catch(() => {});
+		console.log(`screenshot: ${file}${errors.length ? `; page errors: ${errors.join('; ')}` : ''}`);
+	});
+	const q = new URLSearchParams({ name, room: opts.room ?? 'lobby', autojoin: '' });
+	if (opts.shared) q.set('shared', '1');
+	await page.goto(`${base}/?${q}`);
+	await page.waitForSelector('#status.open', { timeout: 10_000 });
+	await expectPeople(page, [name], { subset: true });
+	return page;
+}
+
+async function people(page: Page): Promise<string[]> {
+	return page.$$eval('#people li', (lis) => lis.map((li) => li.firstChild?.textContent ?? ''));
+}
+
+/** Polls the online list until it holds `names` (exactly, or as a subset). */
+async function expectPeople(page: Page, names: string[], o: { subset?: boolean; timeout?: number } = {}): Promise<void> {
+	const end = Date.now() + (o.timeout ?? 10_000);
+	let got: string[] = [];
+	while (Date.now() < end) {
+		got = await people(page);
+		const ok = o.subset ? names.every((n) => got.includes(n)) : [...got].sort().join() === [...names].sort().join();
+		if (ok) return;
+		await page.waitForTimeout(50);
+	}
+	throw new Error(`online list is [${got}], want ${o.subset ? 'at least ' : ''}[${names}]`);
+}
+
+async function say(page: Page, text: string): Promise<void> {
+	await page.fill('#text', text);
+	await page.press('#text', 'Enter');
+}
+
+async function waitLog(page: Page, text: string, timeout = 10_000): Promise<void> {
+	await page.waitForFunction((t) => [...document.querySelectorAll('#log li')].some((li) => li.textContent?.includes(t)), text, { timeout });
+}
+
+const nodeOf = (page: Page) => page.$eval('#node', (el) => /node (\S+)/.exec(el.textContent ?? '')?.[1] ?? '');
+const sessionOf = (page: Page) => page.$eval('#node', (el) => /session (\S+)/.exec(el.textContent ?? '')?.[1] ?? '');
+
+async function eventually<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, timeout = 10_000): Promise<T> {
+	const end = Date.now() + timeout;
+	let v = await f();
+	while (!ok(v) && Date.now() < end) {
+		await new Promise((r) => setTimeout(r, 50));
+		v = await f();
+	}
+	if (!ok(v)) throw new Error(`${what}: last value ${JSON.stringify(v)}`);
+	return v;
+}
+
+describe('demo page in Chromium', () => {
+	it('chats and lists presence across two nodes', async () => {
+		const alice = await openDemo(await context(), cluster.urls[0], 'alice');
+		const bob = await openDemo(await context(), cluster.urls[1], 'bob');
+		expect(await nodeOf(alice)).toBe(cluster.ids[0]);
+		expect(await nodeOf(bob)).toBe(cluster.ids[1]);
+		await expectPeople(alice, ['alice', 'bob']);
+		await expectPeople(bob, ['alice', 'bob']);
+		expect(await alice.textContent('#count')).toBe('2');
+
+		await say(alice, 'hello from node A');
+		await waitLog(bob, 'hello from node A');
+		await say(bob, 'hi back from node B');
+		await waitLog(alice, 'hi back from node B');
+
+		await bob.close();
+		await expectPeople(alice, ['alice']);
+	});
+
+	it('reconnects to the other node when its node dies, and re-lists presence', async () => {
+		const carol = await openDemo(await context(), cluster.lb, 'carol');
+		const first = await nodeOf(carol);
+		const dead = cluster.ids.indexOf(first);
+		expect(dead).toBeGreaterThanOrEqual(0);
+		const other = 1 - dead;
+		const watcher = await openDemo(await context(), cluster.urls[other]!, 'watcher');
+		await expectPeople(watcher, ['carol', 'watcher']);
+
+		const t0 = Date.now();
+		await cluster.kill(dead);
+		await eventually('carol moves to the other node', () => nodeOf(carol), (n) => n === cluster.ids[other]);
+		const took = Date.now() - t0;
+		await expectPeople(carol, ['carol', 'watcher']);
+		await expectPeople(watcher, ['carol', 'watcher']);
+		await say(carol, 'back online');
+		await waitLog(watcher, 'back online');
+		console.log(`reconnected to ${cluster.ids[other]} in ${took} ms`);
+	});
+
+	it('shares one socket between two tabs through the SharedWorker', async () => {
+		const before = await cluster.connections(0);
+		const ctx = await context();
+		const tab1 = await openDemo(ctx, cluster.urls[0], 'dave', { shared: true });
+		const tab2 = await openDemo(ctx, cluster.urls[0], 'dave', { shared: true });
+		expect(await tab1.textContent('#node')).toContain('shared');
+		expect(await sessionOf(tab1)).toBe(await sessionOf(tab2));
+		await eventually('one socket for two tabs', () => cluster.connections(0), (n) => n === before + 1);
+
+		const erin = await openDemo(await context(), cluster.urls[1], 'erin');
+		await expectPeople(erin, ['dave', 'erin']);
+		await say(erin, 'to both tabs');
+		await waitLog(tab1, 'to both tabs');
+		await waitLog(tab2, 'to both tabs');
+
+		// Closing one tab keeps the room (the other tab holds it); closing both ends the session.
+		await tab1.close({ runBeforeUnload: true });
+		await new Promise((r) => setTimeout(r, 500));
+		await expectPeople(erin, ['dave', 'erin']);
+		await tab2.close({ runBeforeUnload: true });
+		await expectPeople(erin, ['erin']);
+		await eventually('socket closed with the last tab', () => cluster.connections(0), (n) => n === before);
+	});
+
+	it('falls back to /_/demo/ws when /_/demo/key is missing', async (ctx) => {
+		if (!cluster.disableDemoKeys) return ctx.skip();
+		cluster.disableDemoKeys();
+		const frank = await openDemo(await context(), cluster.urls[0], 'frank');
+		await say(frank, 'via the public route');
+		await waitLog(frank, 'via the public route');
+	});
+});
