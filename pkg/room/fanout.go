@@ -1,0 +1,127 @@
+package room
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/roomcast/roomcast/pkg/frame"
+)
+
+// Fan-out: every room with local members has one NATS subscription,
+// delivered into one of a few shard channels (Hub.shardFor); each shard is
+// drained by one goroutine, so a room's messages keep their order and the
+// node runs O(shards) goroutines whatever the number of rooms. A message is
+// encoded once into an immutable frame.Prepared and the same frame is queued
+// on every local member's connection.
+
+// drainShard delivers the room messages of one shard, in order.
+func (h *Hub) drainShard(ch chan *nats.Msg) {
+	defer h.wg.Done()
+	// scratch is this goroutine's encoding buffer; NewPrepared copies it.
+	scratch := make([]byte, 0, 1024)
+	for {
+		select {
+		case <-h.done:
+			return
+		case m := <-ch:
+			h.deliverRoom(m, &scratch)
+		}
+	}
+}
+
+// deliverRoom finds the room a message is for and fans it out.
+//
+// Hot path: once per room message per node (BenchmarkFanout).
+func (h *Hub) deliverRoom(m *nats.Msg, scratch *[]byte) {
+	name, ok := h.o.Subjects.RoomFromSubject(m.Subject)
+	if !ok {
+		return
+	}
+	h.mu.RLock()
+	r := h.rooms[name]
+	h.mu.RUnlock()
+	if r == nil {
+		return // the last member left while the message was queued
+	}
+	h.fanout(r, m.Header, m.Data, scratch)
+}
+
+// fanout encodes one room message once and queues the same frame on every
+// local member, skipping the sender if it asked for no echo. No lock is held
+// while sending: the member list is a copy-on-write snapshot. Sessions that
+// left after the snapshot may still get this message, which is harmless
+// (it was published while they were members).
+//
+// Hot path: BenchmarkFanout; no allocation per member.
+func (h *Hub) fanout(r *room, hdr nats.Header, data []byte, scratch *[]byte) {
+	members := *r.members.Load()
+	if len(members) == 0 {
+		return
+	}
+	start := time.Now()
+	event := hdr.Get(HeaderEvent)
+	if event == "" {
+		event = "message"
+	}
+	skip := hdr.Get(HeaderNoEcho)
+	b := appendEvent((*scratch)[:0], r.name, event, hdr.Get(HeaderFrom), data)
+	f := frame.NewPrepared(frame.OpText, b)
+	if cap(b) <= maxScratch {
+		*scratch = b[:0]
+	}
+	n := 0
+	for _, s := range members {
+		if skip != "" && s.id == skip {
+			continue
+		}
+		if err := s.conn.Send(f); err != nil {
+			s.markClosed()
+			continue
+		}
+		n++
+	}
+	h.outEvent.Add(float64(n))
+	h.o.Metrics.FanoutSeconds.Observe(time.Since(start).Seconds())
+}
+
+// drainDirect delivers rc.session.<id> and rc.user.<user> messages.
+func (h *Hub) drainDirect() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.done:
+			return
+		case m := <-h.direct:
+			h.deliverDirect(m)
+		}
+	}
+}
+
+// deliverDirect sends a direct message, encoded once, to the session or to
+// every local session of the user. Messages for sessions on other nodes are
+// dropped here (see the trade-off in Start).
+func (h *Hub) deliverDirect(m *nats.Msg) {
+	var targets []*Session
+	h.mu.RLock()
+	if id, ok := h.o.Subjects.Tail(m.Subject, "session"); ok {
+		if s := h.sessions[id]; s != nil {
+			targets = []*Session{s}
+		}
+	} else if user, ok := h.o.Subjects.Tail(m.Subject, "user"); ok {
+		targets = h.users[user] // replaced on change, never modified: safe to keep
+	}
+	h.mu.RUnlock()
+	if len(targets) == 0 {
+		return
+	}
+	event := m.Header.Get(HeaderEvent)
+	if event == "" {
+		event = "message"
+	}
+	f := prepare(func(b []byte) []byte { return appendEvent(b, "", event, m.Header.Get(HeaderFrom), m.Data) })
+	for _, s := range targets {
+		s.send(f)
+	}
+	h.outEvent.Add(float64(len(targets)))
+}
