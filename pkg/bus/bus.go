@@ -46,7 +46,8 @@ const (
 	// handling what they already received.
 	drainTimeout = 5 * time.Second
 	// startTimeout bounds how long the embedded server may take to start
-	// (JetStream recovers its store from DataDir during this time).
+	// when ctx has no deadline (JetStream recovers its store from DataDir
+	// during this time).
 	startTimeout = 30 * time.Second
 	// readyTimeout bounds Ready when the caller's context has no deadline.
 	readyTimeout = 2 * time.Second
@@ -114,7 +115,8 @@ type Bus struct {
 // returns a Bus that keeps retrying in the background (Up reports false
 // meanwhile), so a node can start before its NATS. Bad options are errors.
 // With embedded NATS, a failure to start (such as a busy Listen port) is an
-// error that says what to do.
+// error that says what to do; ctx's deadline, if any, bounds the start
+// (else 30 s: JetStream may have a large store to recover).
 func Connect(ctx context.Context, o Options) (*Bus, error) {
 	b := &Bus{
 		log:     o.Logger,
@@ -154,8 +156,15 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 		nats.ErrorHandler(b.onAsyncError),
 	}
 
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bus: connect: %w", err)
+	}
 	if o.URLs == "" {
-		if err := b.startEmbedded(o); err != nil {
+		wait := startTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			wait = time.Until(dl)
+		}
+		if err := b.startEmbedded(o, wait); err != nil {
 			return nil, err
 		}
 		// The node itself always talks to its embedded server in-process:

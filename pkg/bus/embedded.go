@@ -10,13 +10,14 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
 // startEmbedded starts nats-server with JetStream in this process and sets
 // b.srv, b.clientURL and b.tmpDir. On error nothing is left running.
-func (b *Bus) startEmbedded(o Options) error {
+func (b *Bus) startEmbedded(o Options, wait time.Duration) error {
 	listen := o.Listen
 	if listen == "" {
 		listen = DefaultListen
@@ -70,11 +71,11 @@ func (b *Bus) startEmbedded(o Options) error {
 		}
 		return fmt.Errorf("bus: embedded NATS failed to start: %s", msg)
 	}
-	if !srv.ReadyForConnections(startTimeout) {
+	if !srv.ReadyForConnections(wait) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		_ = b.removeTemp()
-		return fmt.Errorf("bus: embedded NATS not ready after %s (store %s)", startTimeout, sopts.StoreDir)
+		return fmt.Errorf("bus: embedded NATS not ready after %s (store %s)", wait.Round(time.Millisecond), sopts.StoreDir)
 	}
 	b.srv = srv
 	if addr, ok := srv.Addr().(*net.TCPAddr); ok {

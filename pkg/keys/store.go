@@ -187,8 +187,15 @@ func (s *Store) openLoop(ctx context.Context) {
 		bctx, cancel := context.WithTimeout(ctx, bindTimeout)
 		_, err := s.open(bctx)
 		cancel()
-		if err == nil {
+		var ce *configError
+		switch {
+		case err == nil:
 			s.log.Info("key bucket open", "bucket", s.bucket)
+			return
+		case errors.As(err, &ce):
+			// Retrying cannot help; Mint and Redeem keep answering
+			// unavailable, and /readyz stays false.
+			s.log.Error("key bucket unusable", "bucket", s.bucket, "err", err)
 			return
 		}
 		s.log.Debug("key bucket still not reachable", "bucket", s.bucket, "err", err)
