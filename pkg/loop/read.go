@@ -109,7 +109,7 @@ func (p *parserHandler) OnMessage(op frame.Opcode, data []byte) error {
 
 func (p *parserHandler) OnPing(payload []byte) error {
 	c := (*Conn)(p)
-	pong := frame.NewPrepared(frame.OpPong, append([]byte(nil), payload...))
+	pong := frame.NewPrepared(frame.OpPong, payload) // NewPrepared copies
 	_ = c.enqueue(pong, false)
 	return nil
 }

@@ -14,8 +14,19 @@ import (
 // MaxRoom is the longest room name, in bytes.
 const MaxRoom = 128
 
-// ErrInvalid is wrapped by every error of this package.
+// ErrInvalid is matched (errors.Is) by every error of this package.
 var ErrInvalid = errors.New("invalid name")
+
+// invalidError carries a message for people and matches ErrInvalid, without
+// prefixing the message with the sentinel's text.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
 
 const roomRule = "use 1–128 chars of [A-Za-z0-9_-:@=] in dot-separated tokens"
 
@@ -29,7 +40,7 @@ func CheckRoom(room string) error {
 	if ValidRoom(room) {
 		return nil
 	}
-	return fmt.Errorf("%w: room %s is invalid: %s", ErrInvalid, quote(room), roomRule)
+	return invalidf("room %s is invalid: %s", quote(room), roomRule)
 }
 
 // ValidRoom reports whether room is a valid room name.
@@ -74,7 +85,7 @@ func ValidToken(s string) bool {
 // tokens may also be "*" (one token) or, last, ">" (one or more tokens).
 func CheckPattern(p string) error {
 	if len(p) == 0 || len(p) > MaxRoom {
-		return fmt.Errorf("%w: room pattern %s is invalid: %s; \"*\" matches one token, a final \">\" the rest", ErrInvalid, quote(p), roomRule)
+		return invalidf("room pattern %s is invalid: %s; \"*\" matches one token, a final \">\" the rest", quote(p), roomRule)
 	}
 	rest := p
 	for {
@@ -83,10 +94,10 @@ func CheckPattern(p string) error {
 		case tok == "*":
 		case tok == ">":
 			if more {
-				return fmt.Errorf("%w: room pattern %s is invalid: \">\" must be the last token", ErrInvalid, quote(p))
+				return invalidf("room pattern %s is invalid: \">\" must be the last token", quote(p))
 			}
 		case !ValidToken(tok):
-			return fmt.Errorf("%w: room pattern %s is invalid: %s; \"*\" matches one token, a final \">\" the rest", ErrInvalid, quote(p), roomRule)
+			return invalidf("room pattern %s is invalid: %s; \"*\" matches one token, a final \">\" the rest", quote(p), roomRule)
 		}
 		if !more {
 			return nil

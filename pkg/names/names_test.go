@@ -1,6 +1,7 @@
 package names
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -106,4 +107,14 @@ func FuzzRoom(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestErrorsMatchErrInvalid(t *testing.T) {
+	err := CheckRoom("a b")
+	if !errors.Is(err, ErrInvalid) || strings.HasPrefix(err.Error(), "invalid name") {
+		t.Fatalf("got %v", err)
+	}
+	if err := CheckPattern(">.a"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v", err)
+	}
 }
