@@ -244,6 +244,12 @@ func (l *Loop) adopt(nc net.Conn, h Handler, remote netip.AddrPort, deflate bool
 	l.metrics.Accepted.Inc()
 	l.conns.set(fd, c)
 	h.OnOpen(c)
+	// The read job locks c.mu before it calls the handler: this pair makes
+	// what OnOpen wrote visible to it (epoll's wake-up is a kernel edge the
+	// race detector cannot see).
+	c.mu.Lock()
+	//lint:ignore SA2001 the empty critical section is the point
+	c.mu.Unlock()
 	if err := l.poller.add(fd); err != nil {
 		c.fail(1011, "internal error")
 		c.requestTeardown()

@@ -27,19 +27,19 @@ func (n *Node) routesHTTP() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	if n.opts.APIKey != "" {
 		mux.Handle("POST /_/keys", keys.Handler(n.keys, n.opts.APIKey, n.opts.KeyTTL, maxKeyTTL))
-		mux.HandleFunc("POST /_/publish", n.publish)
+		mux.HandleFunc("/_/publish", n.publish)
 	} else {
 		off := func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, 404, "not_found", "this endpoint is off: start the node with --api-key to enable it")
 		}
-		mux.HandleFunc("POST /_/keys", off)
-		mux.HandleFunc("POST /_/publish", off)
+		mux.HandleFunc("/_/keys", off)
+		mux.HandleFunc("/_/publish", off)
 	}
 	if n.opts.Demo {
 		mux.HandleFunc("POST /_/demo/key", n.demoKey)
-		mux.Handle("GET /", demo.Handler())
+		mux.Handle("/", demo.Handler())
 	} else {
-		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			_, _ = io.WriteString(w, "roomcast node "+n.opts.NodeID+"\n")
 		})
