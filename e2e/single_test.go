@@ -3,11 +3,14 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/roomcast/roomcast/e2e/harness"
 	"github.com/roomcast/roomcast/pkg/client"
@@ -210,6 +213,89 @@ routes:
 		}
 		if resp.Status != http.StatusUnauthorized || !json.Valid(resp.Body) {
 			t.Errorf("POST /_/publish without key: HTTP %d %s; want 401 with a JSON body", resp.Status, resp.Body)
+		}
+	})
+
+	t.Run("Compression", func(t *testing.T) {
+		// Over the node's default compression-min-size, so frames are
+		// really compressed both ways; repeated to exercise reuse.
+		big := strings.Repeat("roomcast compresses this. ", 100)
+		claims := harness.Claims{Rooms: []string{"zip.room"}}
+		z1 := node.DialWith(t, node.MintKey(t, claims).URL, &client.Options{Compression: true})
+		z2 := node.DialWith(t, node.MintKey(t, claims).URL, &client.Options{Compression: true})
+		plain := node.Connect(t, claims)
+		if !z1.Compressed() || !z2.Compressed() {
+			t.Fatalf("the node declined permessage-deflate (its --compression defaults to on)")
+		}
+		ctx := harness.Ctx(t, wait)
+		for i := range 3 {
+			data := fmt.Sprintf("%d:%s", i, big)
+			if err := z1.Publish(ctx, "zip.room", "big", data); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+			want, _ := json.Marshal(data)
+			for name, c := range map[string]*client.Client{"z1": z1, "z2": z2, "plain": plain} {
+				ev := harness.WaitEvent(t, c, wait, "big on "+name, harness.IsEvent("zip.room", "big"))
+				if string(ev.Data) != string(want) {
+					t.Fatalf("%s got %d bytes of data, want %d", name, len(ev.Data), len(want))
+				}
+			}
+		}
+	})
+
+	t.Run("SendAndRPC", func(t *testing.T) {
+		nc, err := nats.Connect(node.NATSURL)
+		if err != nil {
+			t.Fatalf("connect to the embedded NATS at %s: %v", node.NATSURL, err)
+		}
+		defer nc.Close()
+		c := node.Connect(t, harness.Claims{User: "ivan"})
+		session := c.Welcome().Session
+		sends, err := nc.SubscribeSync("rc.send." + session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rpc, err := nc.Subscribe("rc.rpc.math.double", func(m *nats.Msg) {
+			var n int
+			_ = json.Unmarshal(m.Data, &n)
+			out, _ := json.Marshal(map[string]any{"n": 2 * n, "session": m.Header.Get("Rc-Session"), "user": m.Header.Get("Rc-User")})
+			_ = m.Respond(out)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rpc.Unsubscribe()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := harness.Ctx(t, wait)
+
+		if err := c.Send(ctx, "typing", map[string]bool{"on": true}); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		m, err := sends.NextMsg(wait)
+		if err != nil {
+			t.Fatalf("nothing on rc.send.%s: %v", session, err)
+		}
+		if m.Header.Get("Rc-Event") != "typing" || m.Header.Get("Rc-User") != "ivan" || string(m.Data) != `{"on":true}` {
+			t.Errorf("rc.send message: headers %v data %s; want Rc-Event typing, Rc-User ivan, {\"on\":true}", m.Header, m.Data)
+		}
+
+		reply, err := c.RPC(ctx, "math.double", 21)
+		if err != nil {
+			t.Fatalf("rpc: %v", err)
+		}
+		var got struct {
+			N             int
+			Session, User string
+		}
+		if err := json.Unmarshal(reply, &got); err != nil || got.N != 42 || got.Session != session || got.User != "ivan" {
+			t.Errorf("rpc reply %s; want n 42 and Rc-Session/Rc-User of the caller", reply)
+		}
+		_, err = c.RPC(ctx, "nobody.listens", 1)
+		var e *client.Error
+		if !errors.As(err, &e) || (e.Code != client.CodeUnavailable && e.Code != client.CodeTimeout && e.Code != client.CodeNotFound) {
+			t.Errorf("rpc without a responder: %v; want error unavailable, timeout or not_found", err)
 		}
 	})
 

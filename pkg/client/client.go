@@ -254,6 +254,9 @@ func (c *Client) Welcome() Welcome { return c.welcome }
 // Options.BlockOnFullEvents is set.
 func (c *Client) Events() <-chan Event { return c.events }
 
+// Compressed reports whether the node accepted permessage-deflate.
+func (c *Client) Compressed() bool { return c.inflater != nil }
+
 // Dropped counts events lost because the Events channel was full.
 func (c *Client) Dropped() uint64 { return c.dropped.Load() }
 

@@ -478,7 +478,7 @@ func TestCompression(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			n := newFakeNode(t, func(n *fakeNode) { n.deflate = &params })
 			c, p := dial(t, n, &client.Options{Compression: true})
-			if !p.deflate {
+			if !p.deflate || !c.Compressed() {
 				t.Fatal("compression not negotiated")
 			}
 			// Repeated text makes the compressor refer to earlier
@@ -506,6 +506,9 @@ func TestCompression(t *testing.T) {
 func TestCompressionDeclined(t *testing.T) {
 	n := newFakeNode(t, nil)
 	c, p := dial(t, n, &client.Options{Compression: true})
+	if c.Compressed() {
+		t.Error("Compressed() true after the server declined")
+	}
 	ping := async(func() (struct{}, error) { return struct{}{}, c.Ping(ctxT(t)) })
 	h, _ := p.frame()
 	if h.Rsv1() {
