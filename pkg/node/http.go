@@ -36,7 +36,7 @@ func (n *Node) routesHTTP() http.Handler {
 		mux.HandleFunc("/_/publish", off)
 	}
 	if n.opts.Demo {
-		mux.HandleFunc("POST /_/demo/key", n.demoKey)
+		mux.Handle("POST /_/demo/key", n.apiLimit.limit(http.HandlerFunc(n.demoKey)))
 		mux.Handle("/", demo.Handler())
 	} else {
 		mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,8 @@ type Node struct {
 	hub      *room.Hub
 	loop     *loop.Loop
 	draining atomic.Bool
+	limits   connLimits
+	apiLimit *ipLimiter
 	addr     atomic.Pointer[net.TCPAddr]
 }
 
@@ -60,6 +63,11 @@ func New(o Options) (*Node, error) {
 		metrics:  metrics.New(o.Registry),
 		routes:   map[string]*route{},
 	}
+	n.limits = connLimits{maxTotal: o.MaxConns, maxPerIP: o.MaxConnsPerIP}
+	if n.limits.maxTotal == 0 {
+		n.limits.maxTotal = fdLimit() - 256
+	}
+	n.apiLimit = newIPLimiter(o.APIRate, int(2*o.APIRate)+1)
 	for _, r := range o.Routes {
 		allow, _ := names.Compile(append(append([]string(nil), r.Allow...), r.Rooms...))
 		n.routes[r.Path] = &route{Route: r, allow: allow}
@@ -130,7 +138,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.hub, err = room.New(room.Options{
 		Node: n.opts.NodeID, NC: n.bus.NC, Subjects: n.subjects, Logger: n.log, Metrics: n.metrics,
-		Presence: n.tracker, PingInterval: n.opts.PingInterval, MaxRoomsPerSession: n.opts.MaxRooms,
+		Presence: n.tracker, PingInterval: n.opts.PingInterval, MaxRoomsPerSession: n.opts.MaxRooms, MaxMeta: n.opts.MaxMeta,
 		RateLimit:  room.RateLimit{PerSecond: n.opts.RateLimit, Burst: n.opts.RateBurst},
 		RPCTimeout: n.opts.RPCTimeout,
 	})
@@ -193,4 +201,14 @@ func (n *Node) stopBackends() {
 	if n.bus != nil {
 		_ = n.bus.Close()
 	}
+}
+
+// fdLimit is the soft limit on open files (Go raises it to the hard limit
+// at start); each connection holds one fd.
+func fdLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<20 {
+		return 1 << 20
+	}
+	return int(r.Cur)
 }

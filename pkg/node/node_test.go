@@ -253,3 +253,47 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("drain took %v", d)
 	}
 }
+
+func TestConnectionLimits(t *testing.T) {
+	_, base, _ := startNode(t, func(o *Options) {
+		o.MaxConnsPerIP = 2
+		o.APIRate = 5
+		o.Routes = []Route{{Path: "/chat", Auth: "public"}}
+	})
+	ws := strings.Replace(base, "http", "ws", 1) + "/chat"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, err := client.Dial(ctx, ws, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.Dial(ctx, ws, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Dial(ctx, ws, nil)
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.Status != 503 || he.Header["Retry-After"] == nil {
+		t.Fatalf("third connection from one IP: %v", err)
+	}
+	a.Close()
+	// The slot frees once the close is done.
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		c, err := client.Dial(ctx, ws, nil)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, "slot not freed after close")
+	b.Close()
+
+	// The API: 5/s with a burst of 11, then 429.
+	limited := false
+	for i := 0; i < 40 && !limited; i++ {
+		code, _, _ := post(t, base+"/_/publish", "wrong", `{}`)
+		limited = code == 429
+	}
+	if !limited {
+		t.Fatal("API never rate-limited")
+	}
+}

@@ -53,6 +53,10 @@ type Options struct {
 	DrainGrace         time.Duration // the whole drain must end within this
 	RPCTimeout         time.Duration
 	MaxRooms           int     // rooms per session
+	MaxMeta            int     // bytes of session meta set by join
+	MaxConns           int     // open connections per node; 0 = derived from the fd limit
+	MaxConnsPerIP      int     // open connections per client IP; 0 = no limit
+	APIRate            float64 // requests per second per IP on /_/keys and /_/publish; 0 = no limit
 	RateLimit          float64 // client messages per second per session
 	RateBurst          int
 
@@ -82,6 +86,13 @@ func Defaults() Options {
 		DrainGrace:  30 * time.Second,
 		RPCTimeout:  5 * time.Second,
 		MaxRooms:    100,
+		MaxMeta:     4 << 10,
+		// Behind a load balancer every connection comes from its address,
+		// so a per-IP cap is opt-in.
+		MaxConnsPerIP: 0,
+		// Back-ends mint a key per page view; 200/s per address covers a
+		// busy app server and stops API-key guessing at line rate.
+		APIRate: 200,
 		// 50 msg/s with a burst of 100 is far above a person typing and
 		// far below what hurts a node.
 		RateLimit: 50,

@@ -43,6 +43,13 @@ func (n *Node) upgrade(r *loop.Request) (loop.Handler, *loop.Rejection) {
 	if n.draining.Load() {
 		return nil, reject(503, "unavailable", "this node is draining: connect again and the load balancer picks another", "draining", 1)
 	}
+	if ok, which := n.limits.allow(r.Remote.Addr().Unmap()); !ok {
+		msg := "this node has as many connections as it may hold: retry, the load balancer may pick another"
+		if which == "ip" {
+			msg = "too many connections from this address: close some first"
+		}
+		return nil, reject(503, "unavailable", msg, "limit", 2)
+	}
 	if !n.originAllowed(r) {
 		return nil, reject(403, "forbidden", "origin "+quoteShort(r.Origin)+" is not allowed: add it to --origins", "origin", 0)
 	}
@@ -228,6 +235,7 @@ type session struct {
 }
 
 func (h *session) OnOpen(c *loop.Conn) {
+	h.n.limits.opened(c.Remote().Addr().Unmap())
 	h.s = h.n.hub.Open(*h.id, c)
 	h.id = nil
 }
@@ -240,7 +248,8 @@ func (h *session) OnMessage(_ *loop.Conn, op frame.Opcode, data []byte) {
 	h.s.ReceiveBinary(data)
 }
 
-func (h *session) OnClose(_ *loop.Conn, code uint16) {
+func (h *session) OnClose(c *loop.Conn, code uint16) {
+	h.n.limits.closed(c.Remote().Addr().Unmap())
 	if h.s != nil {
 		h.s.Closed(code)
 	}
