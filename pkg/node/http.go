@@ -26,8 +26,8 @@ func (n *Node) routesHTTP() http.Handler {
 	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	if n.opts.APIKey != "" {
-		mux.Handle("POST /_/keys", keys.Handler(n.keys, n.opts.APIKey, n.opts.KeyTTL, maxKeyTTL))
-		mux.HandleFunc("/_/publish", n.publish)
+		mux.Handle("/_/keys", n.apiLimit.limit(keys.Handler(n.keys, n.opts.APIKey, n.opts.KeyTTL, maxKeyTTL)))
+		mux.Handle("/_/publish", n.apiLimit.limit(http.HandlerFunc(n.publish)))
 	} else {
 		off := func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, 404, "not_found", "this endpoint is off: start the node with --api-key to enable it")
