@@ -4,7 +4,11 @@
 // schemas up: <kind><kindSuffix>.json, e.g. deployment-apps-v1.json,
 // service-v1.json, ingress-networking-v1.json.
 //
-// Usage: k8sschemas -in swagger.json -out DIR
+// Usage: k8sschemas -in swagger.json -out DIR [-crd crd.json,...]
+//
+// -crd adds the schemas of CustomResourceDefinitions given as JSON files
+// (apiextensions.k8s.io/v1), e.g. the Prometheus Operator's ServiceMonitor:
+// strict the same way, and "nullable: true" becomes a null type.
 //
 // Point kubeconform at the result with
 //
@@ -41,6 +45,7 @@ type gvk struct {
 func main() {
 	in := flag.String("in", "", "path of the Kubernetes swagger.json (OpenAPI v2)")
 	out := flag.String("out", "", "directory to write the schemas into")
+	crds := flag.String("crd", "", "comma-separated CustomResourceDefinition JSON files")
 	flag.Parse()
 	if *in == "" || *out == "" {
 		flag.Usage()
@@ -49,6 +54,98 @@ func main() {
 	if err := run(*in, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "k8sschemas:", err)
 		os.Exit(1)
+	}
+	if *crds != "" {
+		for _, f := range strings.Split(*crds, ",") {
+			if err := crd(f, *out); err != nil {
+				fmt.Fprintln(os.Stderr, "k8sschemas:", err)
+				os.Exit(1)
+			}
+		}
+	}
+}
+
+// crd writes one schema per served version of a CustomResourceDefinition.
+func crd(file, out string) error {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			Group string `json:"group"`
+			Names struct {
+				Kind string `json:"kind"`
+			} `json:"names"`
+			Versions []struct {
+				Name   string `json:"name"`
+				Schema struct {
+					OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
+				} `json:"schema"`
+			} `json:"versions"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if doc.Kind != "CustomResourceDefinition" || doc.Spec.Names.Kind == "" {
+		return fmt.Errorf("%s: not a CustomResourceDefinition", file)
+	}
+	n := 0
+	for _, v := range doc.Spec.Versions {
+		if v.Schema.OpenAPIV3Schema == nil {
+			continue
+		}
+		schema := crdWalk(v.Schema.OpenAPIV3Schema).(map[string]any)
+		schema["$schema"] = "http://json-schema.org/draft-04/schema#"
+		name := strings.ToLower(doc.Spec.Names.Kind) + kindSuffix(doc.Spec.Group+"/"+v.Name) + ".json"
+		data, err := json.Marshal(schema)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, name), data, 0o644); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: no version has a schema", file)
+	}
+	fmt.Printf("k8sschemas: wrote %d schemas of %s.%s\n", n, doc.Spec.Names.Kind, doc.Spec.Group)
+	return nil
+}
+
+// crdWalk makes a structural CRD schema strict and turns "nullable" into a
+// null type, as the API server treats them.
+func crdWalk(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x)+1)
+		for k, val := range x {
+			out[k] = crdWalk(val)
+		}
+		if _, hasProps := out["properties"]; hasProps {
+			preserve, _ := out["x-kubernetes-preserve-unknown-fields"].(bool)
+			if _, ok := out["additionalProperties"]; !ok && !preserve {
+				out["additionalProperties"] = false
+			}
+		}
+		if nb, _ := out["nullable"].(bool); nb {
+			delete(out, "nullable")
+			if t, ok := out["type"].(string); ok {
+				out["type"] = []any{t, "null"}
+			}
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, val := range x {
+			out[i] = crdWalk(val)
+		}
+		return out
+	default:
+		return v
 	}
 }
 

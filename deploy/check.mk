@@ -1,0 +1,11 @@
+# Deployment checks (Dockerfile's companions: docker-compose.yml, deploy/**).
+# Included from the root Makefile:  include deploy/check.mk
+# `make check-deploy` validates the Helm chart (helm lint/template,
+# kubeconform), docker-compose.yml (compose-go), deploy/nginx/nginx.conf
+# (nginx -t) and the Grafana dashboard, with no Docker engine or cluster.
+# Tools are pinned in deploy/check.sh and cached in
+# $(ROOMCAST_DEPLOY_CACHE) (default ~/.cache/roomcast-deploy).
+
+.PHONY: check-deploy
+check-deploy:
+	bash deploy/check.sh
