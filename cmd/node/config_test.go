@@ -144,3 +144,16 @@ func yamlQuote(v string) string {
 	}
 	return "\"" + v + "\""
 }
+
+// The README's configuration reference names every option.
+func TestREADMEDocumentsEveryOption(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range newConfig().table {
+		if !strings.Contains(string(b), "`--"+o.name+"`") {
+			t.Errorf("README.md does not document --%s", o.name)
+		}
+	}
+}
