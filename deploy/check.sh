@@ -158,7 +158,8 @@ log "tools: kubeconform $KUBECONFORM_VERSION, $("$NGINX" -v 2>&1), schemas $SCHE
 
 # --- docker-compose, nginx, Grafana ------------------------------------------
 
-check "compose: docker-compose.yml" "$CHECKBIN/composecheck" -f "$ROOT/docker-compose.yml"
+check "compose: docker-compose.yml" "$CHECKBIN/composecheck" -f "$ROOT/docker-compose.yml" \
+  -node-config "$ROOT/cmd/node/config.go"
 
 # nginx -t resolves upstream host names, and roomcast-1..3 exist only on the
 # compose network. The test copy maps them to loopback addresses (roomcast-N
@@ -237,7 +238,7 @@ value_set() {
     passed=$((passed + 1))
     log "ok    helm template [$name]"
     check "kubeconform [$name]" "$KUBECONFORM" "${KUBECONFORM_ARGS[@]}" "$out"
-    check "chartcheck [$name]" "$CHECKBIN/chartcheck" -f "$out" "$@"
+    check "chartcheck [$name]" "$CHECKBIN/chartcheck" -f "$out" -node-config "$ROOT/cmd/node/config.go" "$@"
   else
     failed=$((failed + 1))
     failures+=("helm template [$name]")

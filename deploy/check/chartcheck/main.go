@@ -2,7 +2,7 @@
 // `helm template` for the roomcast chart: that the objects agree with each
 // other and with the node's command line and drain contract.
 //
-// Usage: chartcheck -f rendered.yaml [-nats URL] [-kinds K1,K2] [-secret NAME] [-no-api-key]
+// Usage: chartcheck -f rendered.yaml [-nats URL] [-kinds K1,K2] [-secret NAME] [-no-api-key] [-node-config cmd/node/config.go]
 //
 //   - Deployment: probes on /readyz and /healthz; only known flags; --node-id
 //     from the pod name (downward API); --gossip-join names the headless
@@ -28,14 +28,12 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/roomcast/roomcast/deploy/check/internal/nodeflags"
 )
 
-// knownFlags: DESIGN.md's command line plus the deployment flags.
-var knownFlags = []string{
-	"listen", "nats", "nats-listen", "node-id", "api-key", "origins", "gossip-bind",
-	"gossip-join", "data-dir", "key-ttl", "config",
-	"keys-replicas", "drain-window", "drain-grace",
-}
+// knownFlags are the roomcast-node flags (read from cmd/node/config.go).
+var knownFlags []string
 
 type obj = map[string]any
 
@@ -54,7 +52,12 @@ func main() {
 	kinds := flag.String("kinds", "", "expected set of kinds, comma separated")
 	secret := flag.String("secret", "", "name of a Secret made outside the chart that holds the API key")
 	noAPIKey := flag.Bool("no-api-key", false, "expect no API key at all")
+	nodeConfig := flag.String("node-config", "cmd/node/config.go", "the node's option table (flag names)")
 	flag.Parse()
+	var err error
+	if knownFlags, err = nodeflags.Load(*nodeConfig); err != nil {
+		fatal(err)
+	}
 	if *file == "" {
 		flag.Usage()
 		os.Exit(2)

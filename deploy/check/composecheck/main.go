@@ -6,7 +6,7 @@
 // other, roomcast nodes pointed at all of them and gossiping with each other,
 // the nginx load balancer's upstreams matching the nodes, and the ticker.
 //
-// Usage: composecheck [-f docker-compose.yml]
+// Usage: composecheck [-f docker-compose.yml] [-node-config cmd/node/config.go]
 package main
 
 import (
@@ -22,15 +22,12 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/roomcast/roomcast/deploy/check/internal/nodeflags"
 )
 
-// nodeFlags are the roomcast-node flags of DESIGN.md's command line, plus the
-// deployment flags the compose file and the chart rely on.
-var nodeFlags = []string{
-	"listen", "nats", "nats-listen", "node-id", "api-key", "origins", "gossip-bind",
-	"gossip-join", "data-dir", "key-ttl", "config",
-	"keys-replicas", "drain-window", "drain-grace",
-}
+// nodeFlags are the roomcast-node flags (read from cmd/node/config.go).
+var nodeFlags []string
 
 type checker struct{ errs []string }
 
@@ -40,7 +37,12 @@ func (c *checker) failf(format string, args ...any) {
 
 func main() {
 	file := flag.String("f", "docker-compose.yml", "compose file")
+	nodeConfig := flag.String("node-config", "cmd/node/config.go", "the node's option table (flag names)")
 	flag.Parse()
+	var err error
+	if nodeFlags, err = nodeflags.Load(*nodeConfig); err != nil {
+		fatal(err)
+	}
 	abs, err := filepath.Abs(*file)
 	if err != nil {
 		fatal(err)
@@ -206,6 +208,9 @@ func (c *checker) check(p *types.Project, dir string) {
 			c.failf("%s: --node-id=%s is also %s's", s.Name, id, other)
 		}
 		ids[id] = s.Name
+		if d := f["demo"]; d != "on" && d != "true" {
+			c.failf("%s: --demo=%q: the demo page is off with an external NATS unless --demo=on (the README says: open http://localhost:8080)", s.Name, d)
+		}
 		if f["origins"] == "" {
 			c.failf("%s: no --origins", s.Name)
 		} else if !strings.Contains(f["origins"], "http://localhost:8080") {
