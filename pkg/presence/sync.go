@@ -47,7 +47,18 @@ func (t *Tracker) build(ctx context.Context, r *roomState) {
 	got, _ := t.gather(ctx, t.snapPrefix+r.name, req, t.o.SnapshotWait, "")
 
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	subscribed := t.finishBuildLocked(r, got)
+	t.mu.Unlock()
+	if subscribed {
+		// Before Join returns, make sure the server has the subscription:
+		// a node joining right after us must find us in its snapshot.
+		t.flush()
+	}
+}
+
+// finishBuildLocked applies the gathered snapshot and the early deltas, and
+// subscribes r to snapshot requests; it reports whether it subscribed.
+func (t *Tracker) finishBuildLocked(r *roomState, got map[string]*assembly) (subscribed bool) {
 	if !t.closed && t.rooms[r.name] == r {
 		// Subscribed only now, so that our own request could not find us
 		// and "no responders" could end it early.
@@ -56,12 +67,14 @@ func (t *Tracker) build(ctx context.Context, r *roomState) {
 			t.log.Warn("presence: subscribe snapshots", "room", r.name, "err", err)
 		}
 		r.snapSub = sub
+		subscribed = err == nil
 	}
 	now := t.now()
 	var out []change // not reported: the joining members get a full list
 	var resync []string
 	for node, a := range got {
 		if !a.complete() {
+			r.v.startSync(node, r.v.nodes[node], a.head.gen(), now, &out)
 			resync = append(resync, node)
 			continue
 		}
@@ -81,11 +94,11 @@ func (t *Tracker) build(ctx context.Context, r *roomState) {
 	r.building = false
 	close(r.ready)
 	if t.closed || t.rooms[r.name] != r {
-		return
+		return subscribed
 	}
 	if len(r.v.local().members) == 0 {
 		t.dropRoomLocked(r)
-		return
+		return false
 	}
 	r.countOnly = t.o.CountOnlyAbove > 0 && r.v.count > t.o.CountOnlyAbove
 	for _, node := range resync {
@@ -93,6 +106,17 @@ func (t *Tracker) build(ctx context.Context, r *roomState) {
 	}
 	if fresh {
 		t.sendDigestLocked(r)
+	}
+	return subscribed
+}
+
+// flush waits for the server to have processed what this connection sent;
+// it is skipped while NATS is down (nothing to wait for).
+func (t *Tracker) flush() {
+	if t.nc.IsConnected() {
+		if err := t.nc.FlushTimeout(t.o.SnapshotWait); err != nil {
+			t.log.Debug("presence: flush", "err", err)
+		}
 	}
 }
 

@@ -84,6 +84,11 @@ func (h *Hub) Open(id Identity, c Conn) *Session {
 		tokens:      h.burst,
 		last:        h.clock(),
 	}
+	// Held until Open returns: a Closed that comes meanwhile (the loop may
+	// call it as soon as the welcome is queued) releases s only after it is
+	// registered, so nothing is left behind.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(id.Meta) > 0 && s.meta == nil && string(id.Meta) != "null" {
 		h.log.Warn("session meta is not valid JSON; dropped", "user", id.User)
 	}
@@ -117,8 +122,6 @@ func (h *Hub) Open(id Identity, c Conn) *Session {
 	}
 	h.outReply.Inc()
 	h.register(s)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, err := range bad {
 		s.fail(reqID{}, CodeBadRequest, err.Error())
 	}

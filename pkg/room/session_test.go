@@ -2,9 +2,12 @@ package room
 
 import (
 	"encoding/json"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/roomcast/roomcast/pkg/bus/bustest"
 	"github.com/roomcast/roomcast/pkg/frame"
@@ -215,4 +218,32 @@ func TestSessionTakeover(t *testing.T) {
 	if h.Sessions() != 1 {
 		t.Fatalf("sessions %d", h.Sessions())
 	}
+}
+
+// TestSessionMemory checks the Hub's share of the ≤ 2 KiB per idle
+// connection budget (DESIGN.md): a session that joined one room, with its
+// presence entry, its map entries and its share of the room.
+func TestSessionMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates a few thousand sessions")
+	}
+	srv := bustest.RunServer(t)
+	h := startHub(t, srv, "n1", func(o *Options) { o.Presence = nil })
+	const n = 2000
+	conns := make([]nopConn, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	sessions := make([]*Session, n)
+	for i := range sessions {
+		sessions[i] = h.Open(Identity{User: "user" + strconv.Itoa(i), Meta: json.RawMessage(`{"n":1}`), Rooms: []string{"lobby"}}, conns[i])
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := int64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%d bytes per idle session in one room (Session struct: %d)", per, unsafe.Sizeof(Session{}))
+	if per > 1024 {
+		t.Fatalf("%d bytes per session: over the 1 KiB share of the 2 KiB budget", per)
+	}
+	runtime.KeepAlive(sessions)
 }
