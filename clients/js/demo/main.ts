@@ -74,6 +74,7 @@ function renderState(info: StateInfo): void {
 	const open = info.state === 'open';
 	textIn.disabled = sendBtn.disabled = !open;
 	if (info.state === 'reconnecting') sys(`connection lost${info.code ? ` (${info.code})` : ''}, retrying`);
+	if (info.state === 'connecting' && info.code) sys(`node closed the connection (${info.code}${info.reason ? `: ${info.reason}` : ''}), reconnecting at once`);
 	if (info.state === 'closed' && info.error) sys(`closed: ${info.error.message}`);
 }
 

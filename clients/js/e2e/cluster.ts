@@ -6,7 +6,7 @@
  * nodes 1 and 2 on that NATS, the balancer over nodes 1 and 2.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,8 @@ export interface Cluster {
 	lb: string;
 	/** Crash node i (0 or 1): SIGKILL for real nodes. */
 	kill(i: number): Promise<void>;
+	/** Drain node i: SIGTERM for real nodes (1001 closes spread over --drain-window). Does not wait for the exit. */
+	drain(i: number): Promise<void>;
 	/** Open WebSocket connections on node i (roomcast_connections from /metrics). */
 	connections(i: number): Promise<number>;
 	close(): Promise<void>;
@@ -50,6 +52,7 @@ export async function startStub(): Promise<Cluster> {
 		ids: [a.id, b.id],
 		lb: `http://127.0.0.1:${lb.port}`,
 		kill: (i) => [a, b][i]!.kill(),
+		drain: (i) => [a, b][i]!.drain(),
 		connections: async (i) => metricsConnections([a, b][i]!.url),
 		disableDemoKeys: () => {
 			c.demoKeys = false;
@@ -91,7 +94,7 @@ export async function startReal(): Promise<Cluster> {
 	const logs: string[] = [];
 	const run = async (id: string, args: string[]) => {
 		const port = await freePort();
-		const p = spawn(bin, ['--node-id', id, '--listen', `127.0.0.1:${port}`, '--demo', 'on', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+		const p = spawn(bin, ['--node-id', id, '--listen', `127.0.0.1:${port}`, '--demo', 'on', '--drain-window', '2s', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 		p.stdout!.on('data', (d) => logs.push(`[${id}] ${String(d)}`));
 		p.stderr!.on('data', (d) => logs.push(`[${id}] ${String(d)}`));
 		procs.push(p);
@@ -100,9 +103,12 @@ export async function startReal(): Promise<Cluster> {
 		return { base, p, port };
 	};
 	const natsPort = await freePort();
-	await run('node-nats', ['--nats-listen', `127.0.0.1:${natsPort}`, '--data-dir', join(dir, 'data')]);
+	// Gossip (memberlist) tells the survivors that a killed node's sessions are gone.
+	const gossip = await Promise.all([freePort(), freePort(), freePort()]);
+	const g = (i: number) => ['--gossip-bind', `127.0.0.1:${gossip[i]}`, '--gossip-join', `127.0.0.1:${gossip[0]}`];
+	await run('node-nats', ['--nats-listen', `127.0.0.1:${natsPort}`, '--data-dir', join(dir, 'data'), '--gossip-bind', `127.0.0.1:${gossip[0]}`]);
 	const nats = `nats://127.0.0.1:${natsPort}`;
-	const [n1, n2] = await Promise.all([run('node-1', ['--nats', nats]), run('node-2', ['--nats', nats])]);
+	const [n1, n2] = await Promise.all([run('node-1', ['--nats', nats, ...g(1)]), run('node-2', ['--nats', nats, ...g(2)])]);
 	const lb = new LoadBalancer([n1.port, n2.port]);
 	await lb.listen();
 	const nodes = [n1, n2];
@@ -115,12 +121,15 @@ export async function startReal(): Promise<Cluster> {
 			p.kill('SIGKILL');
 			await new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r(null) : p.once('exit', r)));
 		},
+		drain: async (i) => {
+			nodes[i]!.p.kill('SIGTERM');
+		},
 		connections: (i) => metricsConnections(nodes[i]!.base),
 		close: async () => {
 			await lb.close();
 			for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
 			await Promise.all(procs.map((p) => (p.exitCode !== null || p.signalCode !== null ? null : new Promise((r) => p.once('exit', r)))));
-			if (process.env.E2E_LOGS) console.log(logs.join(''));
+			if (process.env.E2E_LOGS) appendFileSync(process.env.E2E_LOGS, logs.join(''));
 			rmSync(dir, { recursive: true, force: true });
 		}
 	};

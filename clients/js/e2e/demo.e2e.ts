@@ -11,7 +11,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { repoRoot, startCluster, type Cluster } from './cluster.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -20,6 +20,7 @@ const shots = join(repoRoot, 'e2e/screenshots');
 let browser: Browser;
 let cluster: Cluster;
 let contexts: BrowserContext[] = [];
+let pages: Array<{ page: Page; name: string; errors: string[] }> = [];
 
 beforeAll(async () => {
 	browser = await chromium.launch({
@@ -33,8 +34,18 @@ afterAll(async () => {
 beforeEach(async () => {
 	cluster = await startCluster();
 	contexts = [];
+	pages = [];
 });
-afterEach(async () => {
+afterEach(async (ctx) => {
+	if (ctx.task.result?.state === 'fail') {
+		mkdirSync(shots, { recursive: true });
+		for (const { page, name, errors } of pages) {
+			if (page.isClosed()) continue;
+			const file = join(shots, `${ctx.task.name.replace(/\W+/g, '-')}-${name}.png`);
+			await page.screenshot({ path: file }).catch(() => {});
+			console.log(`screenshot: ${file}${errors.length ? `; page errors: ${errors.join('; ')}` : ''}`);
+		}
+	}
 	await Promise.all(contexts.map((c) => c.close()));
 	await cluster.close();
 });
@@ -50,12 +61,7 @@ async function openDemo(ctx: BrowserContext, base: string, name: string, opts: {
 	const page = await ctx.newPage();
 	const errors: string[] = [];
 	page.on('pageerror', (e) => errors.push(String(e)));
-	onTestFailed(async ({ task }) => {
-		mkdirSync(shots, { recursive: true });
-		const file = join(shots, `${task.name.replace(/\W+/g, '-')}-${name}.png`);
-		await page.screenshot({ path: file }).catch(() => {});
-		console.log(`screenshot: ${file}${errors.length ? `; page errors: ${errors.join('; ')}` : ''}`);
-	});
+	pages.push({ page, name, errors });
 	const q = new URLSearchParams({ name, room: opts.room ?? 'lobby', autojoin: '' });
 	if (opts.shared) q.set('shared', '1');
 	await page.goto(`${base}/?${q}`);
@@ -141,6 +147,22 @@ describe('demo page in Chromium', () => {
 		await say(carol, 'back online');
 		await waitLog(watcher, 'back online');
 		console.log(`reconnected to ${cluster.ids[other]} in ${took} ms`);
+	});
+
+	it('moves to the other node at once when its node drains (1001)', async () => {
+		const carol = await openDemo(await context(), cluster.lb, 'carol');
+		const first = cluster.ids.indexOf(await nodeOf(carol));
+		const other = 1 - first;
+		const watcher = await openDemo(await context(), cluster.urls[other]!, 'watcher');
+		await expectPeople(watcher, ['carol', 'watcher']);
+		const t0 = Date.now();
+		await cluster.drain(first);
+		await eventually('carol moves to the other node', () => nodeOf(carol), (n) => n === cluster.ids[other], 15_000);
+		console.log(`drained: on ${cluster.ids[other]} after ${Date.now() - t0} ms`);
+		await expectPeople(carol, ['carol', 'watcher']);
+		await expectPeople(watcher, ['carol', 'watcher']);
+		const log = await carol.$$eval('#log li', (lis) => lis.map((li) => li.textContent ?? ''));
+		expect(log.some((l) => l.includes('(1001'))).toBe(true);
 	});
 
 	it('shares one socket between two tabs through the SharedWorker', async () => {

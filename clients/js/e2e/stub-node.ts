@@ -182,6 +182,14 @@ export class StubNode {
 		});
 	}
 
+	/** Like SIGTERM: refuse new connections, close every session with 1001. */
+	async drain(): Promise<void> {
+		const closed = new Promise<void>((r) => this.#http.close(() => r()));
+		for (const ws of this.sockets) ws.close(1001, 'node draining');
+		for (const s of this.#tcp) if (!s.destroyed) s.end();
+		await closed;
+	}
+
 	/** Like a crash: every TCP connection dropped without a close frame, the port closed. */
 	async kill(): Promise<void> {
 		for (const s of this.#tcp) s.destroy();

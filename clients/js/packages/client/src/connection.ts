@@ -211,9 +211,10 @@ export class Connection implements Link {
 		}
 	}
 
-	async #connect(): Promise<void> {
+	/** One attempt; `cause` (close code and reason) is reported with the `connecting` state when a close triggered it. */
+	async #connect(cause: { code?: number; reason?: string } = {}): Promise<void> {
 		const gen = ++this.#gen;
-		this.#setState({ state: 'connecting', attempt: this.#attempt });
+		this.#setState({ ...cause, state: 'connecting', attempt: this.#attempt });
 		const timeout = this.#opts.connectTimeout ?? DEFAULT_CONNECT;
 		let url: string;
 		try {
@@ -385,7 +386,7 @@ export class Connection implements Link {
 		if (IMMEDIATE_CLOSE_CODES.includes(code) && !this.#drained) {
 			// Node draining or restarting: go elsewhere at once. The node spreads these closes over its grace period.
 			this.#drained = true;
-			void this.#connect();
+			void this.#connect({ code, reason });
 			return;
 		}
 		this.#retry({ code, reason });

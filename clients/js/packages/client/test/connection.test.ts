@@ -150,6 +150,7 @@ describe('Connection', () => {
 		await flush();
 		expect(FakeWebSocket.instances).toHaveLength(2);
 		expect(conn.state).toBe('connecting');
+		expect(states.at(-1)).toMatchObject({ state: 'connecting', code: 1001, reason: 'draining' });
 		FakeWebSocket.last.serverClose(1001);
 		expect(conn.state).toBe('reconnecting');
 		clock.advance(states.at(-1)!.delay!);
