@@ -38,6 +38,14 @@ func TestCluster(t *testing.T) {
 		assertRefused(t, err, "key already redeemed on another node")
 	})
 
+	t.Run("MintOverClusterNATS", func(t *testing.T) {
+		k := harness.Mint(t, "--nats", ns.ClientURL(), "--user", "jack", "--room", "x.minted")
+		cl := c.Dial(t, k.URL)
+		if w := cl.Welcome(); w.Node != "c" || w.User != "jack" || w.Session != k.Session {
+			t.Errorf("welcome = %s; want node c, user jack, session %q", w.Raw, k.Session)
+		}
+	})
+
 	// One session per node, all in room "x.room"; sb2 is a second session
 	// of bob's, on node c, for rc.user.<user>.
 	claims := func(user string) harness.Claims {
