@@ -38,7 +38,17 @@ fuzz:
 	done
 
 js:
-	cd clients/js && npm ci --no-audit --no-fund && npm test
+	cd clients/js && npm ci --no-audit --no-fund && npm run check && npm test
+
+# Browser tests: Debian's Chromium (never a downloaded browser) driven by
+# playwright-core against real roomcast-node processes.
+js-e2e: build
+	cd clients/js && E2E_BACKEND=real npm run e2e
+
+# Rebuild the demo page embedded in the node (committed, so `go run
+# ./cmd/node` needs no npm).
+demo:
+	$(GO) generate ./pkg/demo
 
 clean:
 	rm -rf $(BIN)
