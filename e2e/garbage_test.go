@@ -49,6 +49,7 @@ routes:
 	// The watcher counts every tick, so it must never drop an event.
 	watcher := node.DialWith(t, "/fuzz", &client.Options{EventBuffer: 8192, BlockOnFullEvents: true})
 	pub := node.Dial(t, "/fuzz")
+	harness.WaitJoined(t, watcher, "fuzz.watch")
 	ctx := harness.Ctx(t, 2*time.Minute)
 
 	rx := newTickReceiver(watcher)

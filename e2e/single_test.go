@@ -187,8 +187,10 @@ routes:
 		if !slices.Contains(a.Welcome().Rooms, "lobby.main") {
 			t.Fatalf("welcome = %s; want auto-joined room lobby.main", a.Welcome().Raw)
 		}
+		harness.WaitJoined(t, a, "lobby.main")
+		harness.WaitJoined(t, b, "lobby.main")
 		ctx := harness.Ctx(t, wait)
-		// b is in lobby.main from its welcome: a publish there reaches it.
+		// b is in lobby.main from its route: a publish there reaches it.
 		if err := a.Publish(ctx, "lobby.main", "hello", 42); err != nil {
 			t.Fatal(err)
 		}
@@ -201,6 +203,7 @@ routes:
 
 	t.Run("HTTPPublish", func(t *testing.T) {
 		c := node.Connect(t, harness.Claims{User: "hank", Rooms: []string{"news"}})
+		harness.WaitJoined(t, c, "news")
 		node.Publish(t, "news", "headline", map[string]string{"title": "roomcast ships"})
 		ev := harness.WaitEvent(t, c, wait, "headline", harness.IsEvent("news", "headline"))
 		if ev.From != "" || string(ev.Data) != `{"title":"roomcast ships"}` {
@@ -226,6 +229,9 @@ routes:
 		plain := node.Connect(t, claims)
 		if !z1.Compressed() || !z2.Compressed() {
 			t.Fatalf("the node declined permessage-deflate (its --compression defaults to on)")
+		}
+		for _, c := range []*client.Client{z1, z2, plain} {
+			harness.WaitJoined(t, c, "zip.room")
 		}
 		ctx := harness.Ctx(t, wait)
 		for i := range 3 {

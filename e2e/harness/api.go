@@ -200,6 +200,18 @@ func WaitEvent(t testing.TB, c *client.Client, d time.Duration, what string, mat
 	}
 }
 
+// WaitJoined waits for the session:list of each room: rooms from a key's
+// claims or a route are joined after the welcome, and only the list says
+// the node has subscribed, so a publish made earlier may miss the session.
+func WaitJoined(t testing.TB, c *client.Client, rooms ...string) {
+	t.Helper()
+	for _, room := range rooms {
+		WaitEvent(t, c, 15*time.Second, "session:list of "+room, func(ev client.Event) bool {
+			return ev.Type == client.TypeSessionList && ev.Room == room
+		})
+	}
+}
+
 // IsEvent matches a room event (Type "event") by room and event name;
 // room "" matches direct messages.
 func IsEvent(room, event string) func(client.Event) bool {
