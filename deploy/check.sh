@@ -11,6 +11,8 @@
 #                   `docker compose`) loads and validates docker-compose.yml
 #                   against the Compose spec, then cluster-specific checks.
 #   nginx           nginx -t on deploy/nginx/nginx.conf.
+#   Dockerfile      deploy/check/dockerfilecheck: BuildKit's parser and
+#                   parse-time lint rules, then the image's requirements.
 #   Grafana         deploy/check/dashcheck: every series the dashboard queries
 #                   is exported by pkg/metrics.
 #
@@ -26,7 +28,7 @@ PROM_OPERATOR_VERSION=v0.85.0        # github.com/prometheus-operator/prometheus
 KUBE_VERSION=${K8S_VERSION}          # the cluster version helm renders for
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE=${ROOMCAST_DEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roomcast-deploy}
+CACHE=${ROOMCAST_DEPLOY_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/roomcast-deploy}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/roomcast-deploy.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$CACHE"
@@ -141,6 +143,10 @@ fi
 NGINX=$(command -v nginx || true)
 if [[ -z $NGINX ]]; then
   NGINX=$CACHE/nginx/usr/sbin/nginx
+  if [[ ! -x $NGINX ]] && ! command -v apt-get >/dev/null; then
+    log "FAIL  nginx is not installed and there is no apt-get to fetch it: install nginx"
+    exit 1
+  fi
   if [[ ! -x $NGINX ]]; then
     log "..    fetching Debian's nginx package (first run only)"
     (
@@ -156,8 +162,10 @@ fi
 
 log "tools: kubeconform $KUBECONFORM_VERSION, $("$NGINX" -v 2>&1), schemas $SCHEMAS ($((SECONDS - START))s)"
 
-# --- docker-compose, nginx, Grafana ------------------------------------------
+# --- Dockerfile, docker-compose, nginx, Grafana ------------------------------
 
+check "dockerfile: Dockerfile, .dockerignore" "$CHECKBIN/dockerfilecheck" \
+  -f "$ROOT/Dockerfile" -ignore "$ROOT/.dockerignore"
 check "compose: docker-compose.yml" "$CHECKBIN/composecheck" -f "$ROOT/docker-compose.yml" \
   -node-config "$ROOT/cmd/node/config.go"
 
