@@ -314,6 +314,29 @@ func (n *Node) Stop() {
 	}
 }
 
+// Terminate sends SIGTERM and returns at once, for tests of the drain
+// itself; WaitExit then waits for the process.
+func (n *Node) Terminate() {
+	n.mu.Lock()
+	n.stopped = true
+	n.mu.Unlock()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// WaitExit waits up to d for the process to exit and returns its exit
+// error (nil for status 0); it fails the test if the process is still
+// running after d.
+func (n *Node) WaitExit(d time.Duration) error {
+	n.t.Helper()
+	select {
+	case <-n.exited:
+		return n.exitErr
+	case <-time.After(d):
+		n.t.Fatalf("harness: node %s still running after %v", n.ID, d)
+		return nil
+	}
+}
+
 // Kill sends SIGKILL and waits for the process to go.
 func (n *Node) Kill() {
 	n.mu.Lock()
