@@ -68,22 +68,28 @@ func BenchmarkSnapshot(b *testing.B) {
 	})
 }
 
-// BenchmarkDelta is the cost of one join plus one leave in a room of
-// 10,000 members: encode on the sender, decode and apply on a receiver.
-// It must not depend on the room's size (no list is sent or rebuilt).
+// BenchmarkDelta is the cost of one join plus one leave: encode on the
+// sender, decode and apply on a receiver, in rooms of 10 and of 10,000
+// members. The two must cost the same: no list is sent or rebuilt.
 func BenchmarkDelta(b *testing.B) {
+	for _, size := range []int{10, benchMembers} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) { benchDelta(b, size) })
+	}
+}
+
+func benchDelta(b *testing.B, size int) {
 	v := newView("a")
 	var out []change
 	s := &snapshot{Node: "b", Inc: 1, Epoch: 1, Seq: 1}
-	members := make([]Member, benchMembers)
+	members := make([]Member, size)
 	for i := range members {
 		members[i] = benchMember(i)
 	}
 	v.applySnapshot(s, members, 0, &out)
 	seq := uint64(1)
-	m := benchMember(benchMembers)
+	m := benchMember(size)
 	b.ReportAllocs()
-	var size int
+	var joinSize, leaveSize int
 	for b.Loop() {
 		out = out[:0]
 		for _, d := range []delta{
@@ -96,7 +102,11 @@ func BenchmarkDelta(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			size = len(data)
+			if d.Op == opJoin {
+				joinSize = len(data)
+			} else {
+				leaveSize = len(data)
+			}
 			var in delta
 			if err := json.Unmarshal(data, &in); err != nil {
 				b.Fatal(err)
@@ -109,5 +119,6 @@ func BenchmarkDelta(b *testing.B) {
 			b.Fatalf("changes %d", len(out))
 		}
 	}
-	b.ReportMetric(float64(size), "leave-bytes")
+	b.ReportMetric(float64(joinSize), "join-bytes")
+	b.ReportMetric(float64(leaveSize), "leave-bytes")
 }

@@ -9,8 +9,10 @@
 //
 // Where to start:
 //
-//   - hub.go: Options, New, Start, Close, the room lifecycle (one NATS
-//     subscription per room with local members) and Publish.
+//   - hub.go: Options, New, Start, Close and Publish.
+//   - registry.go: the room lifecycle (one NATS subscription per room with
+//     local members, race-free with concurrent joins and leaves), sessions by
+//     id and user, and the release of closed sessions.
 //   - session.go: Open (welcome, auto-join), Receive, Closed, rate limits.
 //   - handle.go: one function per client message type.
 //   - fanout.go: the hot path: a room message is encoded once per node and

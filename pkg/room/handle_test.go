@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/roomcast/roomcast/pkg/bus/bustest"
+	"github.com/roomcast/roomcast/pkg/frame"
+	"github.com/roomcast/roomcast/pkg/presence"
 )
 
 func TestJoinPublishEchoLeave(t *testing.T) {
@@ -198,4 +201,51 @@ func TestNATSDown(t *testing.T) {
 	rec.expect(t, "session:list")
 	send(s, `{"type":"leave","id":11,"room":"lobby"}`)
 	rec.expect(t, "ack")
+}
+
+func TestCountOnlyRoom(t *testing.T) {
+	srv := bustest.RunServer(t)
+	nc := bustest.Connect(t, srv)
+	tr, err := presence.New(presence.Options{Node: "n1", NC: nc, CountOnlyAbove: 3, CountInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHub(t, srv, "n1", func(o *Options) { o.NC, o.Presence = nc, tr })
+	sessions := map[string]*Session{}
+	recs := map[string]*recorder{}
+	for _, id := range []string{"a", "b", "c"} {
+		sessions[id], recs[id] = open(t, h, Identity{Session: id, Rooms: []string{"big"}})
+		recs[id].expect(t, "session:list")
+	}
+	if m := recs["a"].findType(t, "session:connected"); m["session"] != "b" {
+		t.Fatalf("connected: %v", m)
+	}
+	// The fourth member tips the room into count-only: everyone gets a new,
+	// empty list with the count, the joiner too.
+	sessions["d"], recs["d"] = open(t, h, Identity{Session: "d", Rooms: []string{"big"}})
+	want := `{"type":"session:list","room":"big","sessions":[],"count":4,"count_only":true}`
+	for _, id := range []string{"a", "b", "c", "d"} {
+		r := recs[id]
+		r.find(t, "count-only list", func(m map[string]any) bool { return m["type"] == "session:list" && m["count_only"] == true })
+		if !slices.Contains(r.raw, want) {
+			t.Fatalf("%s lists: %v", id, r.raw)
+		}
+	}
+	sessions["e"], recs["e"] = open(t, h, Identity{Session: "e", Rooms: []string{"big"}})
+	recs["e"].expect(t, "session:list")
+	ra := recs["a"]
+	if m := ra.findType(t, "session:count"); m["count"] != 5.0 {
+		t.Fatalf("count: %v", m)
+	}
+	if ra.raw[len(ra.raw)-1] != `{"type":"session:count","room":"big","count":5}` {
+		t.Fatalf("count JSON: %s", ra.raw[len(ra.raw)-1])
+	}
+	// Back to 3/4 of the threshold or less: a full list again.
+	for _, id := range []string{"c", "d", "e"} {
+		sessions[id].Closed(frame.CloseNormal)
+	}
+	l := ra.find(t, "full list", func(m map[string]any) bool { return m["type"] == "session:list" && m["count_only"] == nil })
+	if !hasAll(sessionsOf(l), "a", "b") || l["count"] != 2.0 {
+		t.Fatalf("list after count-only: %v", l)
+	}
 }
