@@ -99,14 +99,26 @@ go_tool() {
 }
 
 # helm takes the longest to build (a minute or two on 2 cores): build it in
-# the background while the rest is prepared and checked.
+# the background, in its own process group (killed if this script stops
+# early), while the rest is prepared and checked. A helm on PATH of exactly
+# the pinned version is used as is.
 HELM=$CACHE/tools/helm-$HELM_VERSION/helm
 helm_pid=""
-if [[ ! -x $HELM ]]; then
-  go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" >/dev/null 2>"$WORK/helm-install.log" &
-  helm_pid=$!
+if command -v helm >/dev/null && [[ $(helm version --template '{{.Version}}' 2>/dev/null) == "$HELM_VERSION" ]]; then
+  HELM=$(command -v helm)
+elif [[ ! -x $HELM ]]; then
   log "..    installing helm $HELM_VERSION in the background (go install, first run only)"
+  rm -rf "$HELM.tmp"
+  (cd "$WORK" && GOFLAGS= GOBIN=$HELM.tmp exec setsid go install -ldflags='-s -w' \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >"$WORK/helm-install.log" 2>&1 &
+  helm_pid=$!
 fi
+stop_helm_build() {
+  if [[ -n $helm_pid ]] && kill -0 "$helm_pid" 2>/dev/null; then
+    kill -- "-$helm_pid" 2>/dev/null || kill "$helm_pid" 2>/dev/null || true
+  fi
+}
+trap 'stop_helm_build; rm -rf "$WORK"' EXIT
 KUBECONFORM=$(go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION")
 
 # The checkers of deploy/check (their own Go module, so the product's go.mod
@@ -204,10 +216,15 @@ check "grafana: deploy/grafana/roomcast.json" "$CHECKBIN/dashcheck" \
 
 if [[ -n $helm_pid ]]; then
   if ! wait "$helm_pid"; then
+    helm_pid=""
     sed 's/^/      /' "$WORK/helm-install.log"
     log "FAIL  could not install helm $HELM_VERSION"
     exit 1
   fi
+  helm_pid=""
+  mkdir -p "$(dirname "$HELM")"
+  mv "$HELM.tmp/helm" "$HELM"
+  rm -rf "$HELM.tmp"
 fi
 log "tools: helm $("$HELM" version --short 2>/dev/null) (pinned $HELM_VERSION) ($((SECONDS - START))s)"
 
