@@ -43,6 +43,9 @@ type Conn struct {
 	closeSent    bool // our close frame is queued: queue nothing else
 	dropAfter    bool // tear down once the queue is written (failed connection)
 	gone         bool // fd closed: every write is a no-op
+	opening      bool // OnOpen is running: OnClose waits for it
+	notified     bool // OnClose was called, or is due once OnOpen returns
+	closeCode    uint16
 
 	deflate bool // permessage-deflate negotiated
 	fd      int32
@@ -53,7 +56,6 @@ type Conn struct {
 	// midFrame mirrors parser.InFrame for the sweep, which must not touch
 	// the parser while a read job runs.
 	midFrame atomic.Bool
-	closed   atomic.Bool // Handler.OnClose has been called
 
 	lastRead     atomic.Int64 // unix nanos of the last bytes read
 	lastPing     int64        // unix nanos; only the sweep touches it
@@ -148,13 +150,42 @@ func (c *Conn) startClose(code uint16, reason string, drop bool) {
 	c.notifyClosed(code)
 }
 
-// notifyClosed calls Handler.OnClose exactly once.
+// notifyClosed calls Handler.OnClose exactly once, and never while OnOpen
+// runs: a close that starts during OnOpen (a failed welcome write, a fan-out
+// cutting a slow consumer) is delivered by opened.
 func (c *Conn) notifyClosed(code uint16) {
-	if c.closed.Swap(true) {
+	c.mu.Lock()
+	if c.notified {
+		c.mu.Unlock()
 		return
 	}
+	c.notified = true
+	c.closeCode = code
+	opening := c.opening
+	c.mu.Unlock()
+	if !opening {
+		c.deliverClose(code)
+	}
+}
+
+func (c *Conn) deliverClose(code uint16) {
 	c.loop.metrics.Closed.WithLabelValues(strconv.Itoa(int(code))).Inc()
 	c.h.OnClose(c, code)
+}
+
+// open runs OnOpen, then delivers a close that came in meanwhile.
+func (c *Conn) open() {
+	c.mu.Lock()
+	c.opening = true
+	c.mu.Unlock()
+	c.h.OnOpen(c)
+	c.mu.Lock()
+	c.opening = false
+	pending, code := c.notified, c.closeCode
+	c.mu.Unlock()
+	if pending {
+		c.deliverClose(code)
+	}
 }
 
 // closeFrame returns the close frame for code; the frequent codes are built

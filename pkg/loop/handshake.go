@@ -242,24 +242,27 @@ func (l *Loop) adopt(nc net.Conn, h Handler, remote netip.AddrPort, deflate bool
 	l.active.Add(1)
 	l.metrics.Connections.Inc()
 	l.metrics.Accepted.Inc()
+	// The adopting goroutine owns the read side until OnOpen returns: a
+	// teardown or event that comes in meanwhile (a welcome write failing,
+	// say) only marks readAgain, so no handler call overlaps OnOpen.
+	c.rstate.Store(readRunning)
 	l.conns.set(fd, c)
-	h.OnOpen(c)
-	// The read job locks c.mu before it calls the handler: this pair makes
-	// what OnOpen wrote visible to it (epoll's wake-up is a kernel edge the
-	// race detector cannot see).
-	c.mu.Lock()
-	//lint:ignore SA2001 the empty critical section is the point
-	c.mu.Unlock()
-	if err := l.poller.add(fd); err != nil {
+	c.open()
+	addErr := l.poller.add(fd)
+	if addErr != nil {
 		c.fail(1011, "internal error")
-		c.requestTeardown()
-		return err
+		c.dead.Store(true)
 	}
 	if l.draining.Load() {
 		// Drain began during the handshake: say 1001 at once.
 		c.Close(1001, "node draining: reconnect")
 	}
-	return nil
+	// Hand the read side over; run a read job if anything came in.
+	if !c.rstate.CompareAndSwap(readRunning, readIdle) {
+		c.rstate.Store(readRunning)
+		l.pool.submit(job{c: c, kind: jobRead})
+	}
+	return addErr
 }
 
 func writeRejection(nc net.Conn, r *Rejection) {

@@ -81,7 +81,7 @@ func (l *Loop) adoptStream(nc *tls.Conn, h Handler, remote netip.AddrPort, defla
 	l.metrics.Connections.Inc()
 	l.metrics.Accepted.Inc()
 	l.streams.add(c)
-	h.OnOpen(c)
+	c.open()
 	go c.streamWriter()
 	if l.draining.Load() {
 		c.Close(frame.CloseGoingAway, "node draining: reconnect")
