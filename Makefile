@@ -24,9 +24,10 @@ lint:
 	$(STATICCHECK) ./...
 
 # unit runs every Go test, e2e included (they build and start real
-# roomcast-node processes against real NATS), with the race detector.
+# roomcast-node processes, themselves built with -race, against real NATS),
+# with the race detector.
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	ROOMCAST_E2E_RACE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Short fuzz runs of every fuzz target; longer runs: make fuzz FUZZTIME=10m.
 fuzz:
