@@ -1,9 +1,11 @@
 /**
- * What the browser tests run against: two nodes behind a TCP load balancer.
- * E2E_BACKEND=stub (default) uses the in-process stub cluster; E2E_BACKEND=real
- * builds and starts real roomcast-node processes: node 0 with the embedded
- * NATS (not behind the balancer, so that killing a balanced node keeps NATS up),
- * nodes 1 and 2 on that NATS, the balancer over nodes 1 and 2.
+ * What the browser tests run against: real roomcast-node processes, two of
+ * them behind a TCP load balancer. Node 0 runs the embedded NATS (not behind
+ * the balancer, so that killing a balanced node keeps NATS up); nodes 1 and 2
+ * use that NATS, with gossip for node liveness.
+ *
+ * The binary is built once per run from ./cmd/node (ROOMCAST_NODE_BIN points
+ * at a ready one instead, e.g. bin/roomcast-node after `make build`).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -11,7 +13,6 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LoadBalancer } from './lb.js';
-import { StubCluster } from './stub-node.js';
 
 export interface Cluster {
 	/** Base URLs of the two balanced nodes. */
@@ -27,12 +28,9 @@ export interface Cluster {
 	/** Open WebSocket connections on node i (roomcast_connections from /metrics). */
 	connections(i: number): Promise<number>;
 	close(): Promise<void>;
-	/** Stub only: turn POST /_/demo/key off (404). */
-	disableDemoKeys?(): void;
 }
 
 export const repoRoot = join(import.meta.dirname, '../../..');
-export const dist = join(repoRoot, 'pkg/demo/dist');
 
 async function metricsConnections(base: string): Promise<number> {
 	const text = await (await fetch(`${base}/metrics`)).text();
@@ -41,30 +39,7 @@ async function metricsConnections(base: string): Promise<number> {
 	return Number(m[1]);
 }
 
-export async function startStub(): Promise<Cluster> {
-	const c = new StubCluster(dist);
-	const a = await c.start('stub-a');
-	const b = await c.start('stub-b');
-	const lb = new LoadBalancer([a.port, b.port]);
-	await lb.listen();
-	return {
-		urls: [a.url, b.url],
-		ids: [a.id, b.id],
-		lb: `http://127.0.0.1:${lb.port}`,
-		kill: (i) => [a, b][i]!.kill(),
-		drain: (i) => [a, b][i]!.drain(),
-		connections: async (i) => metricsConnections([a, b][i]!.url),
-		disableDemoKeys: () => {
-			c.demoKeys = false;
-		},
-		close: async () => {
-			await lb.close();
-			await c.close();
-		}
-	};
-}
-
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
 	const s = net.createServer();
 	await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
 	const port = (s.address() as net.AddressInfo).port;
@@ -72,7 +47,7 @@ async function freePort(): Promise<number> {
 	return port;
 }
 
-async function waitReady(base: string, proc: ChildProcess, ms = 60_000): Promise<void> {
+export async function waitReady(base: string, proc: ChildProcess, ms = 60_000): Promise<void> {
 	const end = Date.now() + ms;
 	while (Date.now() < end) {
 		if (proc.exitCode !== null) throw new Error(`node ${base} exited with ${proc.exitCode}`);
@@ -86,10 +61,23 @@ async function waitReady(base: string, proc: ChildProcess, ms = 60_000): Promise
 	throw new Error(`node ${base} not ready within ${ms} ms`);
 }
 
-export async function startReal(): Promise<Cluster> {
+let built: string | undefined;
+
+/** The roomcast-node binary: ROOMCAST_NODE_BIN, or ./cmd/node built once per process into a temp dir. */
+export function nodeBinary(): string {
+	if (process.env.ROOMCAST_NODE_BIN) return process.env.ROOMCAST_NODE_BIN;
+	if (!built) {
+		const dir = mkdtempSync(join(tmpdir(), 'roomcast-bin-'));
+		built = join(dir, 'roomcast-node');
+		execFileSync('go', ['build', '-o', built, './cmd/node'], { cwd: repoRoot, stdio: 'inherit' });
+		process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+	}
+	return built;
+}
+
+export async function startCluster(): Promise<Cluster> {
 	const dir = mkdtempSync(join(tmpdir(), 'roomcast-e2e-'));
-	const bin = join(dir, 'roomcast-node');
-	execFileSync('go', ['build', '-o', bin, './cmd/node'], { cwd: repoRoot, stdio: 'inherit' });
+	const bin = nodeBinary();
 	const procs: ChildProcess[] = [];
 	const logs: string[] = [];
 	const run = async (id: string, args: string[]) => {
@@ -133,8 +121,4 @@ export async function startReal(): Promise<Cluster> {
 			rmSync(dir, { recursive: true, force: true });
 		}
 	};
-}
-
-export function startCluster(): Promise<Cluster> {
-	return process.env.E2E_BACKEND === 'real' ? startReal() : startStub();
 }

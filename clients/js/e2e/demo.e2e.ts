@@ -2,11 +2,12 @@
  * Browser end-to-end tests of the demo page and the client in Debian's
  * Chromium (playwright-core, never a downloaded browser): chat and presence
  * across two nodes, reconnect to another node when one dies, two tabs on one
- * SharedWorker socket, the /_/demo/ws fallback. Screenshots of failing pages
- * go to e2e/screenshots/ at the repository root.
+ * SharedWorker socket, a direct socket when the worker script is missing,
+ * the /_/demo/ws fallback. They run against real roomcast-node processes
+ * (see cluster.ts). Screenshots of failing pages go to e2e/screenshots/ at
+ * the repository root.
  *
- *   npm run e2e                      # against the in-process stub cluster
- *   E2E_BACKEND=real npm run e2e     # against real roomcast-node processes
+ *   npm run e2e
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -57,11 +58,17 @@ async function context(): Promise<BrowserContext> {
 }
 
 /** Opens the demo page, joined to `room` as `name`, and waits until it is open and lists itself. */
-async function openDemo(ctx: BrowserContext, base: string, name: string, opts: { room?: string; shared?: boolean } = {}): Promise<Page> {
+async function openDemo(
+	ctx: BrowserContext,
+	base: string,
+	name: string,
+	opts: { room?: string; shared?: boolean; setup?: (page: Page) => Promise<unknown> } = {}
+): Promise<Page> {
 	const page = await ctx.newPage();
 	const errors: string[] = [];
 	page.on('pageerror', (e) => errors.push(String(e)));
 	pages.push({ page, name, errors });
+	await opts.setup?.(page);
 	const q = new URLSearchParams({ name, room: opts.room ?? 'lobby', autojoin: '' });
 	if (opts.shared) q.set('shared', '1');
 	await page.goto(`${base}/?${q}`);
@@ -189,10 +196,29 @@ describe('demo page in Chromium', () => {
 		await eventually('socket closed with the last tab', () => cluster.connections(0), (n) => n === before);
 	});
 
-	it('falls back to /_/demo/ws when /_/demo/key is missing', async (ctx) => {
-		if (!cluster.disableDemoKeys) return ctx.skip();
-		cluster.disableDemoKeys();
-		const frank = await openDemo(await context(), cluster.urls[0], 'frank');
+	it('uses a direct socket when the SharedWorker script fails to load', async () => {
+		const before = await cluster.connections(0);
+		const gina = await openDemo(await context(), cluster.urls[0], 'gina', {
+			shared: true,
+			setup: (page) => page.route('**/worker.js', (route) => route.fulfill({ status: 404, body: 'gone' }))
+		});
+		expect(await gina.textContent('#node')).not.toContain('shared');
+		await eventually('one direct socket', () => cluster.connections(0), (n) => n === before + 1);
+		await say(gina, 'without the worker');
+		await waitLog(gina, 'without the worker');
+	});
+
+	it('falls back to /_/demo/ws when /_/demo/key is missing', async () => {
+		let routeUsed = false;
+		const frank = await openDemo(await context(), cluster.urls[0], 'frank', {
+			setup: async (page) => {
+				await page.route('**/_/demo/key', (route) => route.fulfill({ status: 404, body: '404 page not found' }));
+				page.on('websocket', (ws) => {
+					if (new URL(ws.url()).pathname === '/_/demo/ws') routeUsed = true;
+				});
+			}
+		});
+		expect(routeUsed).toBe(true);
 		await say(frank, 'via the public route');
 		await waitLog(frank, 'via the public route');
 	});

@@ -17,6 +17,7 @@ import {
 	type SessionChangeMessage,
 	type WelcomeMessage
 } from './protocol.js';
+import { FallbackLink } from './shared/fallback-link.js';
 import { WorkerLink, type SharedWorkerLike } from './shared/port-link.js';
 
 export interface ClientOptions extends ConnectionOptions {
@@ -31,10 +32,14 @@ export interface ClientOptions extends ConnectionOptions {
 	 * Share one socket among all tabs of the origin through a SharedWorker
 	 * running `@roomcast/client/worker`. Return the worker, e.g.
 	 * `() => new SharedWorker(new URL('@roomcast/client/worker', import.meta.url), { type: 'module', name: 'roomcast' })`.
-	 * Ignored (direct socket) where SharedWorker does not exist or the factory throws.
+	 * Ignored (direct socket) where SharedWorker does not exist or the factory throws;
+	 * a worker whose script fails to load (its `error` event) or that does not
+	 * answer within `sharedWorkerTimeout` is replaced by a direct socket too.
 	 * All tabs then share one session on the node.
 	 */
 	sharedWorker?: () => SharedWorkerLike;
+	/** How long (ms) the SharedWorker may take to answer before the tab uses a direct socket. Default 5 000. */
+	sharedWorkerTimeout?: number;
 	/** Connect on construction. Default true. */
 	autoOpen?: boolean;
 	/** Default rpc timeout in ms. Default 10 000. */
@@ -174,6 +179,7 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 
 	/** Whether the client uses a SharedWorker (one socket for all tabs). */
 	get shared(): boolean {
+		if (this.#link instanceof FallbackLink) return this.#link.shared;
 		return this.#link instanceof WorkerLink;
 	}
 
@@ -518,7 +524,11 @@ export function createLink(options: ClientOptions): Link {
 	if (options.sharedWorker && typeof (globalThis as { SharedWorker?: unknown }).SharedWorker === 'function') {
 		try {
 			const worker = options.sharedWorker();
-			return new WorkerLink(worker.port, connOpts, { clock: options.clock });
+			return new FallbackLink(worker, connOpts, {
+				clock: options.clock,
+				timeout: options.sharedWorkerTimeout,
+				direct: () => new Connection(connOpts)
+			});
 		} catch {
 			// Fall back to a direct socket (e.g. a CSP forbids workers).
 		}

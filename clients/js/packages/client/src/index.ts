@@ -27,5 +27,7 @@ export type * from './protocol.js';
 export { Hub } from './shared/hub.js';
 export type { HubOptions, HubPort } from './shared/hub.js';
 export { WorkerLink } from './shared/port-link.js';
+export { FallbackLink } from './shared/fallback-link.js';
+export type { FallbackLinkOptions } from './shared/fallback-link.js';
 export type { SharedWorkerLike, PortLike, WorkerLinkOptions } from './shared/port-link.js';
 export type { HubConfig, HubMessage, TabMessage } from './shared/messages.js';

@@ -94,4 +94,23 @@ describe('Roomcast (Svelte runes)', () => {
 		todos.destroy();
 		rc.destroy();
 	});
+
+	it('wraps an existing client: picks up its presence and leaves it open on destroy', async () => {
+		const owner = setup();
+		await flush();
+		const ws = FakeWebSocket.last;
+		ws.welcome();
+		const joined = owner.join('lobby', { name: 'ada' });
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[0]!.id });
+		await joined;
+		ws.serverSend({ type: 'session:list', room: 'lobby', sessions: [{ session: 's1', user: 'u', meta: { name: 'ada' }, connected_at: 1 }] });
+		const view = new Roomcast<Events, { name: string }>({ client: owner.client as never });
+		expect(view.state).toBe('open');
+		expect(view.sessions('lobby').map((s) => s.meta.name)).toEqual(['ada']);
+		ws.serverSend({ type: 'session:connected', room: 'lobby', session: 's2', user: 'v', meta: { name: 'bob' }, count: 2 });
+		expect(view.count('lobby')).toBe(2);
+		view.destroy();
+		expect(owner.client.state).toBe('open');
+		owner.destroy();
+	});
 });

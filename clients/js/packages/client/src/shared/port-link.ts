@@ -15,6 +15,8 @@ export interface PortLike {
 /** The parts of SharedWorker used. */
 export interface SharedWorkerLike {
 	port: PortLike;
+	/** The worker's `error` event fires when its script fails to load (404, parse error, CSP). */
+	addEventListener?(type: 'error', fn: (ev: unknown) => void): void;
 }
 
 export interface WorkerLinkOptions {
@@ -25,6 +27,8 @@ export interface WorkerLinkOptions {
 	window?: EventTargetLike | null;
 	/** Web Locks for instant tab-death detection. Default: navigator.locks when present. null: none. */
 	locks?: LocksLike | null;
+	/** Called once, on the first message from the hub (the worker script runs). */
+	onHub?: () => void;
 }
 
 export interface EventTargetLike {
@@ -60,6 +64,7 @@ export class WorkerLink implements Link {
 	#releaseLock: (() => void) | undefined;
 	#unlisten: (() => void) | undefined;
 	#said = false;
+	#onHub: (() => void) | undefined;
 
 	constructor(port: PortLike, opts: ConnectionOptions, o: WorkerLinkOptions = {}) {
 		this.#port = port;
@@ -69,7 +74,8 @@ export class WorkerLink implements Link {
 		const g = globalThis as unknown as { addEventListener?: unknown; navigator?: { locks?: LocksLike } };
 		this.#win = o.window !== undefined ? o.window : typeof g.addEventListener === 'function' ? (g as EventTargetLike) : null;
 		this.#locks = o.locks !== undefined ? o.locks : (g.navigator?.locks ?? null);
-		port.addEventListener('message', (ev) => this.#onHub(ev.data as HubMessage));
+		this.#onHub = o.onHub;
+		port.addEventListener('message', (ev) => this.#fromHub(ev.data as HubMessage));
 		port.start?.();
 	}
 
@@ -177,8 +183,11 @@ export class WorkerLink implements Link {
 		this.#port.postMessage(m);
 	}
 
-	#onHub(m: HubMessage): void {
+	#fromHub(m: HubMessage): void {
 		if (!m || typeof m !== 'object' || this.#state === 'closed') return;
+		const first = this.#onHub;
+		this.#onHub = undefined;
+		first?.();
 		switch (m.t) {
 			case 'state': {
 				const info = fromWireState(m.info);

@@ -15,7 +15,11 @@ export interface ReceivedEvent<E extends EventMap = EventMap> extends EventConte
 }
 
 export interface RoomcastOptions extends ClientOptions {
-	/** An existing client to wrap instead of creating one. */
+	/**
+	 * An existing client to wrap instead of creating one (e.g. the `<WebSocket>`
+	 * component's). Its presence so far is picked up; `destroy()` then only
+	 * detaches, the client stays open.
+	 */
 	client?: RoomcastClient<never, never>;
 }
 
@@ -38,8 +42,10 @@ export class Roomcast<E extends EventMap = EventMap, M = Meta> {
 	readonly events: Readable<ReceivedEvent<E> | undefined>;
 	#presence: Record<string, RoomPresence<M>> = $state({});
 	#offs: Array<() => void> = [];
+	#owned: boolean;
 
 	constructor(options: RoomcastOptions = {}) {
+		this.#owned = !options.client;
 		const autoOpen = options.autoOpen ?? typeof window !== 'undefined';
 		this.client = (options.client as RoomcastClient<E, M> | undefined) ?? new RoomcastClient<E, M>({ ...options, autoOpen: false });
 		const events = writable<ReceivedEvent<E> | undefined>(undefined);
@@ -65,6 +71,8 @@ export class Roomcast<E extends EventMap = EventMap, M = Meta> {
 			})
 		);
 		this.state = c.state;
+		this.welcome = c.welcome;
+		for (const room of c.rooms) this.#presence[room] = { room, sessions: c.sessions(room), count: c.count(room) };
 		if (autoOpen && !options.client) c.open();
 	}
 
@@ -116,11 +124,14 @@ export class Roomcast<E extends EventMap = EventMap, M = Meta> {
 		this.client.close();
 	}
 
-	/** Closes the connection and drops listeners. Called on component destroy when created during component init. */
+	/**
+	 * Closes the connection and drops listeners (a wrapped `client` is only
+	 * detached). Called on component destroy when created during component init.
+	 */
 	destroy(): void {
 		this.#offs.forEach((f) => f());
 		this.#offs = [];
-		this.client.destroy();
+		if (this.#owned) this.client.destroy();
 	}
 }
 
