@@ -125,6 +125,25 @@ func (r *recorder) find(t *testing.T, what string, ok func(m map[string]any) boo
 	return got
 }
 
+// has waits for any message, read or not, for which ok is true; it does
+// not move the cursor (for messages whose order is not defined).
+func (r *recorder) has(t *testing.T, what string, ok func(m map[string]any) bool) map[string]any {
+	t.Helper()
+	var got map[string]any
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, m := range r.msgs {
+			if ok(m) {
+				got = m
+				return true
+			}
+		}
+		return false
+	}, "no %s arrived; got %v", what, r.all())
+	return got
+}
+
 func (r *recorder) findType(t *testing.T, typ string) map[string]any {
 	t.Helper()
 	return r.find(t, typ, func(m map[string]any) bool { return m["type"] == typ })

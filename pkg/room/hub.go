@@ -290,6 +290,17 @@ func New(o Options) (*Hub, error) {
 // delivery goroutines and the presence tracker. ctx is not retained: Close
 // stops the Hub.
 func (h *Hub) Start(ctx context.Context) error {
+	if err := h.startLocked(ctx); err != nil {
+		return err
+	}
+	// Direct messages published once Start returns reach this node.
+	if err := h.nc.FlushTimeout(flushTimeout); err != nil {
+		h.log.Warn("room: flush subscriptions", "err", err)
+	}
+	return nil
+}
+
+func (h *Hub) startLocked(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.started {
