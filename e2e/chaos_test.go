@@ -1,0 +1,384 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roomcast/roomcast/e2e/harness"
+	"github.com/roomcast/roomcast/pkg/client"
+)
+
+// Chaos tests (issue 9, item 4): real node processes and a real NATS,
+// faults injected from outside the way they happen in production (NATS
+// restarted, a node SIGKILLed, a key raced for, a client that stops
+// reading), and the contract checked from the clients' side. Each logs its
+// measured figures on lines starting with "FIGURE" for RELIABILITY.md.
+
+// payload is the data of every counted message: who published it and its
+// sequence number in that publisher's stream.
+type payload struct {
+	P string `json:"p"`
+	N int    `json:"n"`
+}
+
+// inbox records the counted messages one client received, from its reader
+// goroutine (client.Options.OnEvent), so nothing is dropped or delayed by
+// a full Events channel.
+type inbox struct {
+	event string // the event name counted
+
+	mu    sync.Mutex
+	got   map[payload]int // message → times received
+	total int
+	last  time.Time
+	other []client.Event // events of other types worth checking (presence)
+	kept  func(client.Event) bool
+	bad   error // an undecodable counted message
+}
+
+func newInbox(event string, keep func(client.Event) bool) *inbox {
+	return &inbox{event: event, got: map[payload]int{}, kept: keep}
+}
+
+func (in *inbox) onEvent(ev client.Event) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if ev.Type == client.TypeEvent && ev.Event == in.event {
+		var p payload
+		if err := json.Unmarshal(ev.Data, &p); err != nil || p.P == "" {
+			in.bad = fmt.Errorf("undecodable %s: %s", in.event, ev.Raw)
+			return
+		}
+		in.got[p]++
+		in.total++
+		in.last = time.Now()
+		return
+	}
+	if in.kept != nil && in.kept(ev) {
+		in.other = append(in.other, ev)
+	}
+}
+
+// count returns how many counted messages arrived.
+func (in *inbox) count() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.total
+}
+
+// has reports whether message p arrived.
+func (in *inbox) has(p payload) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.got[p] > 0
+}
+
+// check returns a description of what is wrong: an undecodable message, a
+// duplicate, or a message of want missing.
+func (in *inbox) check(want []payload) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.bad != nil {
+		return in.bad
+	}
+	var missing []string
+	for _, p := range want {
+		if in.got[p] == 0 {
+			missing = append(missing, fmt.Sprintf("%s#%d", p.P, p.N))
+		}
+	}
+	for p, n := range in.got {
+		if n > 1 {
+			return fmt.Errorf("%s#%d received %d times", p.P, p.N, n)
+		}
+	}
+	if len(missing) > 0 {
+		if len(missing) > 10 {
+			missing = append(missing[:10], "…")
+		}
+		return fmt.Errorf("%d of %d messages missing: %s", len(missing), len(want), strings.Join(missing, " "))
+	}
+	return nil
+}
+
+// dialCounted connects with a fresh key minted on mintOn, dialling node at
+// (they may differ: a key redeems anywhere), with an inbox attached.
+func dialCounted(t *testing.T, mintOn, at *harness.Node, c harness.Claims, in *inbox) *client.Client {
+	t.Helper()
+	k := mintOn.MintKey(t, c)
+	return at.DialWith(t, k.URL, &client.Options{OnEvent: in.onEvent})
+}
+
+// isCode reports whether err is the node's `error` reply with code.
+func isCode(err error, code string) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+// readyz returns the node's /readyz status code, 0 if it did not answer.
+func readyz(n *harness.Node) int {
+	code, _, _ := n.Get("/readyz")
+	return code
+}
+
+// TestChaosNATSRestart restarts NATS under load (item 4a). Two nodes, six
+// clients in one room publishing continuously; NATS is shut down and
+// started again on the same port and store. While it is down: /readyz is
+// 503, publishes and POST /_/publish answer `unavailable`, upgrades answer
+// 503 (and the key is not consumed), sessions stay open, nodes stay up.
+// After: /readyz is 200 again, every room subscription is back (each
+// client's publish reaches every other client, across nodes), keys minted
+// before the outage still redeem, and nothing acked after recovery is
+// lost.
+func TestChaosNATSRestart(t *testing.T) {
+	t.Parallel()
+	ns := harness.StartLocalNATS(t)
+	nodes := harness.StartNodes(t,
+		harness.NodeConfig{ID: "nr-a", NATS: ns.URL()},
+		harness.NodeConfig{ID: "nr-b", NATS: ns.URL()},
+	)
+	const room = "chaos.nats"
+	claims := harness.Claims{Allow: []string{"chaos.>"}}
+
+	type member struct {
+		name string
+		c    *client.Client
+		in   *inbox
+	}
+	var members []*member
+	ctx := harness.Ctx(t, 3*time.Minute)
+	for i := range 6 {
+		n := nodes[i%2]
+		m := &member{name: fmt.Sprintf("%s/%d", n.ID, i), in: newInbox("load", nil)}
+		m.c = dialCounted(t, n, n, claims, m.in)
+		if _, err := m.c.Join(ctx, room, nil); err != nil {
+			t.Fatalf("join %s: %v", m.name, err)
+		}
+		members = append(members, m)
+	}
+	// A key for the outage: redeeming it while NATS is down must fail with
+	// 503 without consuming it.
+	spare := nodes[0].MintKey(t, claims)
+
+	// Load: every member publishes a numbered message every 50 ms (20/s,
+	// under the default 50/s session rate limit) until stop, recording
+	// how each publish ended.
+	type outcome struct {
+		n     int
+		err   error
+		acked time.Time
+	}
+	var (
+		mu       sync.Mutex
+		outcomes = map[string][]outcome{}
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	const maxPerPublisher = 2000 // bound: 100 s at 20/s, far beyond the test
+	for _, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for n := 1; n <= maxPerPublisher; n++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				err := m.c.Publish(ctx, room, "load", payload{P: m.name, N: n})
+				mu.Lock()
+				outcomes[m.name] = append(outcomes[m.name], outcome{n: n, err: err, acked: time.Now()})
+				mu.Unlock()
+			}
+		}()
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
+	// unavailableSince counts the publishers that got at least min
+	// `unavailable` answers after t0.
+	unavailableSince := func(t0 time.Time, min int) (publishers int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, list := range outcomes {
+			n := 0
+			for _, o := range list {
+				if o.acked.After(t0) && isCode(o.err, client.CodeUnavailable) {
+					n++
+				}
+			}
+			if n >= min {
+				publishers++
+			}
+		}
+		return publishers
+	}
+	harness.Eventually(t, wait, func() bool {
+		for _, m := range members {
+			if m.in.count() < 30 {
+				return false
+			}
+		}
+		return true
+	}, "load never reached every member")
+
+	// --- NATS goes away.
+	t0 := time.Now()
+	ns.Stop()
+	stopped := time.Now()
+	var notReady time.Duration
+	harness.Eventually(t, wait, func() bool {
+		for _, n := range nodes {
+			if readyz(n) == 200 {
+				return false
+			}
+		}
+		notReady = time.Since(stopped)
+		return true
+	}, "/readyz still 200 on a node after NATS stopped")
+	// The outage lasts until every publisher has been refused 40 times
+	// (about 2 s at 20/s): long enough for the nodes' reconnect loop
+	// (0.5 s + up to 0.5 s jitter) to fail a few times, measured by the
+	// clients rather than by a sleep.
+	harness.Eventually(t, wait, func() bool { return unavailableSince(stopped, 40) == len(members) },
+		"not every publisher got `unavailable` while NATS was down")
+	for _, n := range nodes {
+		resp, err := n.Post("/_/publish", map[string]any{"room": room, "event": "http", "data": 1})
+		if err != nil || resp.Status != http.StatusServiceUnavailable {
+			t.Errorf("POST %s/_/publish during the outage: %v %+v; want 503", n.ID, err, resp)
+		}
+		if m := n.MustMetrics(t); m.Get("roomcast_nats_connected") != 0 {
+			t.Errorf("%s: roomcast_nats_connected = %v during the outage, want 0", n.ID, m.Get("roomcast_nats_connected"))
+		}
+	}
+	_, err := client.Dial(harness.Ctx(t, wait), nodes[1].URL(spare.URL), nil)
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable || http.Header(he.Header).Get("Retry-After") == "" {
+		t.Errorf("dial with a key during the outage: %v; want HTTP 503 with Retry-After", err)
+	}
+	gap := time.Since(t0)
+
+	// --- NATS comes back on the same port and store.
+	ns.Start()
+	restarted := time.Now()
+	readyAt := map[string]time.Duration{}
+	harness.Eventually(t, time.Minute, func() bool {
+		for _, n := range nodes {
+			if _, ok := readyAt[n.ID]; !ok && readyz(n) == 200 {
+				readyAt[n.ID] = time.Since(restarted)
+			}
+		}
+		return len(readyAt) == len(nodes)
+	}, "nodes not ready within a minute of NATS coming back: %v", readyAt)
+	var firstAck time.Duration
+	harness.Eventually(t, wait, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, list := range outcomes {
+			if o := list[len(list)-1]; o.err == nil && o.acked.After(restarted) {
+				firstAck = o.acked.Sub(restarted)
+				return true
+			}
+		}
+		return false
+	}, "no publish acked after NATS came back")
+	recovered := time.Now()
+
+	// Every publish acked after recovery reaches every member: both nodes
+	// subscribed to the room again. Let the load run a little longer so
+	// that there is traffic after recovery to count.
+	harness.Eventually(t, wait, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, list := range outcomes {
+			n := 0
+			for _, o := range list {
+				if o.err == nil && o.acked.After(recovered) {
+					n++
+				}
+			}
+			if n < 10 {
+				return false
+			}
+		}
+		return true
+	}, "publishers did not resume after recovery")
+	stopLoad()
+
+	var afterRecovery, acked, unavailable, lostAroundOutage int
+	var want []payload
+	mu.Lock()
+	for name, list := range outcomes {
+		for _, o := range list {
+			switch {
+			case o.err == nil && o.acked.After(recovered):
+				want = append(want, payload{P: name, N: o.n})
+				afterRecovery++
+				acked++
+			case o.err == nil:
+				acked++
+				// Acked shortly before the stop: NATS core is at most
+				// once, so what was in flight when the server died may be
+				// lost; counted, not failed.
+				if o.acked.After(t0.Add(-time.Second)) && !members[0].in.has(payload{P: name, N: o.n}) {
+					lostAroundOutage++
+				}
+			case isCode(o.err, client.CodeUnavailable):
+				unavailable++
+			default:
+				t.Errorf("publish %s#%d: %v; want an ack or `unavailable`", name, o.n, o.err)
+			}
+		}
+	}
+	mu.Unlock()
+	for _, m := range members {
+		harness.Eventually(t, wait, func() bool { return m.in.check(want) == nil }, "%s after recovery: %v", m.name, m.in.check(want))
+	}
+
+	// Cross-node markers: each member's publish reaches all the others.
+	var markers []payload
+	for _, m := range members {
+		p := payload{P: m.name + "/marker", N: 1}
+		if err := m.c.Publish(ctx, room, "load", p); err != nil {
+			t.Fatalf("marker from %s: %v", m.name, err)
+		}
+		markers = append(markers, p)
+	}
+	for _, m := range members {
+		harness.Eventually(t, wait, func() bool { return m.in.check(markers) == nil }, "%s: markers: %v", m.name, m.in.check(markers))
+		if err := m.c.Err(); err != nil {
+			t.Errorf("%s: the session ended during the outage: %v", m.name, err)
+		}
+	}
+	// The key refused during the outage was not consumed; a new one works.
+	nodes[1].Dial(t, spare.URL)
+	nodes[0].Connect(t, claims)
+	for _, n := range nodes {
+		if !n.Alive() {
+			t.Errorf("node %s died", n.ID)
+		}
+		if m := n.MustMetrics(t); m.Get("roomcast_nats_connected") != 1 {
+			t.Errorf("%s: roomcast_nats_connected = %v after recovery", n.ID, m.Get("roomcast_nats_connected"))
+		}
+	}
+	ids := make([]string, 0, len(readyAt))
+	for id := range readyAt {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var ready []string
+	for _, id := range ids {
+		ready = append(ready, fmt.Sprintf("%s %v", id, readyAt[id].Round(time.Millisecond)))
+	}
+	t.Logf("FIGURE nats-restart: /readyz 503 within %v of the stop; outage %v; /readyz 200 again after restart: %s; first publish acked %v after restart; publishes: %d acked (%d after recovery, all delivered to 6/6 members), %d unavailable, %d acked in the last second before the stop and lost",
+		notReady.Round(time.Millisecond), gap.Round(time.Millisecond), strings.Join(ready, ", "),
+		firstAck.Round(time.Millisecond), acked, afterRecovery, unavailable, lostAroundOutage)
+}
