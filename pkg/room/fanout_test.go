@@ -71,6 +71,9 @@ func TestServerPublish(t *testing.T) {
 		{"bin", "\xff\x00\"", `{"type":"event","room":"news","event":"bin","data":"\ufffd\u0000\""}`},
 		{"empty", ``, `{"type":"event","room":"news","event":"empty","data":null}`},
 		{"quoted", `"hi"`, `{"type":"event","room":"news","event":"quoted","data":"hi"}`},
+		// JSON with invalid UTF-8 in a string: fixed, or browsers would fail
+		// the frame with 1007.
+		{"latin1", "{\"name\":\"caf\xe9\"}", "{\"type\":\"event\",\"room\":\"news\",\"event\":\"latin1\",\"data\":{\"name\":\"caf\uFFFD\"}}"},
 	}
 	for _, c := range cases {
 		msg := nats.NewMsg("rc.room.news")

@@ -247,3 +247,48 @@ func TestSessionMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(sessions)
 }
+
+// FuzzReceive feeds arbitrary client messages to one session: no panic
+// (which would close with 1011), every server message valid JSON, and
+// every client message answered by at least one message.
+func FuzzReceive(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"join","id":1,"room":"lobby","meta":{"a":1}}`,
+		`{"type":"publish","room":"lobby","event":"e","data":"\u2028x","echo":false}`,
+		`{"type":"rpc","id":2,"method":"m.x","data":[1,{"b":null}]}`,
+		`{"type":"leave","room":"lobby"}`, `{"type":"presence","room":"lobby"}`,
+		`{"type":"send","event":"x","data":1e400}`, `{"type":"ping","id":18446744073709551615}`,
+		`{"type":"ping","id":18446744073709551616}`, "\xff\xfe", `{"type":"join","room":"a\u0000b"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	srv := bustest.RunServer(f)
+	h := startHub(f, srv, "n1", func(o *Options) {
+		o.RateLimit.PerSecond = -1
+		o.RPCTimeout = 10 * time.Millisecond
+	})
+	rec := &recorder{}
+	s := h.Open(Identity{Session: "fuzz", Allow: names.All()}, rec)
+	rec.session.Store(s)
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		rec.mu.Lock()
+		before := len(rec.msgs)
+		rec.mu.Unlock()
+		s.Receive(msg)
+		rec.mu.Lock()
+		after, bad, code := len(rec.msgs), rec.bad, rec.code
+		rec.mu.Unlock()
+		if bad != nil {
+			t.Fatal(bad)
+		}
+		if code != 0 {
+			t.Fatalf("connection closed with %d", code)
+		}
+		var probe struct{ Type string }
+		isRPC := json.Unmarshal(msg, &probe) == nil && probe.Type == "rpc"
+		isSilent := json.Unmarshal(msg, &probe) == nil && (probe.Type == "publish" || probe.Type == "send" || probe.Type == "leave")
+		if after == before && !isRPC && !isSilent {
+			t.Fatalf("no answer to %q", msg)
+		}
+	})
+}

@@ -177,6 +177,9 @@ func compactJSON(raw []byte) json.RawMessage {
 	if err := json.Compact(&b, raw); err != nil {
 		return nil
 	}
+	if !utf8.Valid(b.Bytes()) {
+		return validUTF8(b.Bytes())
+	}
 	return b.Bytes()
 }
 
@@ -258,6 +261,10 @@ func decodeRune[T ~string | ~[]byte](s T) (rune, int) {
 // null, and anything else becomes a JSON string (invalid UTF-8 replaced).
 // So `{"a":1}` published on NATS arrives as an object, `hello` as "hello",
 // and `"hello"` (with quotes) also as "hello".
+//
+// encoding/json accepts invalid UTF-8 inside strings, but a browser fails a
+// text frame that carries any (1007): such bytes are replaced by U+FFFD one
+// by one, as a JSON decoder would read them, so the value is unchanged.
 func appendData(b, data []byte) []byte {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return append(b, "null"...)
@@ -265,12 +272,32 @@ func appendData(b, data []byte) []byte {
 	if !json.Valid(data) {
 		return appendString(b, data)
 	}
+	if !utf8.Valid(data) {
+		data = validUTF8(data) // rare: only bodies from misbehaving publishers
+	}
 	if bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 {
 		return append(b, data...)
 	}
 	buf := bytes.NewBuffer(b)
 	_ = json.Compact(buf, data) // data is valid
 	return buf.Bytes()
+}
+
+// validUTF8 returns p with each byte that is not part of valid UTF-8
+// replaced by U+FFFD. In valid JSON such bytes can only be inside strings,
+// where U+FFFD is as valid, so the result is still valid JSON.
+func validUTF8(p []byte) []byte {
+	out := make([]byte, 0, len(p)+8)
+	for i := 0; i < len(p); {
+		r, size := utf8.DecodeRune(p[i:])
+		if r == utf8.RuneError && size == 1 {
+			out = append(out, "\uFFFD"...)
+		} else {
+			out = append(out, p[i:i+size]...)
+		}
+		i += size
+	}
+	return out
 }
 
 func appendID(b []byte, id reqID) []byte {
