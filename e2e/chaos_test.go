@@ -618,3 +618,73 @@ func TestChaosNodeKilled(t *testing.T) {
 	t.Logf("FIGURE node-kill: clients noticed the SIGKILL (Done) after %s; back in the room on another node (fresh key, rejoin) after %s; %d messages, %d sent before the kill: 6/6 survivor members got all, 0 lost, 0 duplicated; survivors told of the dead sessions (session:disconnected) after %v",
 		strings.Join(noticed, ", "), strings.Join(back, ", "), total, sentAtKill, presenceLag.Round(100*time.Millisecond))
 }
+
+// TestChaosKeyRace redeems one key 50 times at once across three nodes,
+// 100 times over (item 4d): exactly one connection gets in each round,
+// the 49 others get HTTP 401 with a JSON body before the upgrade, and
+// nothing else happens (no 503, no timeout), so a leaked key cannot be
+// used twice however the race falls.
+func TestChaosKeyRace(t *testing.T) {
+	t.Parallel()
+	ns := bustest.RunServer(t)
+	nodes := harness.StartNodes(t,
+		harness.NodeConfig{ID: "kr-a", NATS: ns.ClientURL()},
+		harness.NodeConfig{ID: "kr-b", NATS: ns.ClientURL()},
+		harness.NodeConfig{ID: "kr-c", NATS: ns.ClientURL()},
+	)
+	const rounds, racers = 100, 50
+	wins := map[string]int{}
+	var slowest time.Duration
+	start := time.Now()
+	for round := range rounds {
+		k := nodes[round%len(nodes)].MintKey(t, harness.Claims{User: fmt.Sprintf("racer-%d", round)})
+		var (
+			gate    = make(chan struct{})
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			winners []string
+			refused int
+			other   []string
+		)
+		for i := range racers {
+			n := nodes[i%len(nodes)]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate // all 50 dial together
+				c, err := client.Dial(harness.Ctx(t, wait), n.URL(k.URL), nil)
+				mu.Lock()
+				defer mu.Unlock()
+				var he *client.HandshakeError
+				switch {
+				case err == nil:
+					winners = append(winners, n.ID)
+					c.Close()
+				case errors.As(err, &he) && he.Status == http.StatusUnauthorized &&
+					strings.HasPrefix(http.Header(he.Header).Get("Content-Type"), "application/json") && json.Valid(he.Body):
+					refused++
+				default:
+					other = append(other, fmt.Sprintf("%s: %v", n.ID, err))
+				}
+			}()
+		}
+		t0 := time.Now()
+		close(gate)
+		wg.Wait()
+		slowest = max(slowest, time.Since(t0))
+		if len(winners) != 1 || refused != racers-1 || len(other) > 0 {
+			t.Fatalf("round %d: %d winners %v, %d refused with 401, others %v; want exactly 1 winner and %d refusals",
+				round, len(winners), winners, refused, other, racers-1)
+		}
+		wins[winners[0]]++
+	}
+	var per []string
+	for _, n := range nodes {
+		per = append(per, fmt.Sprintf("%s %d", n.ID, wins[n.ID]))
+		m := n.MustMetrics(t)
+		t.Logf("%s: redeem ok %v, invalid %v, error %v", n.ID, m.Get(`roomcast_keys_total{op="redeem",result="ok"}`),
+			m.Get(`roomcast_keys_total{op="redeem",result="invalid"}`), m.Get(`roomcast_keys_total{op="redeem",result="error"}`))
+	}
+	t.Logf("FIGURE key-race: %d rounds × %d concurrent redemptions over 3 nodes: exactly 1 winner every round (wins: %s), %d × 401, 0 other outcomes; slowest round %v, all rounds %v",
+		rounds, racers, strings.Join(per, ", "), rounds*(racers-1), slowest.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
