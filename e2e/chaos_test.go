@@ -1,16 +1,22 @@
 package e2e
 
 import (
+	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/nats-io/nats.go"
 
 	"github.com/roomcast/roomcast/e2e/harness"
@@ -687,4 +693,204 @@ func TestChaosKeyRace(t *testing.T) {
 	}
 	t.Logf("FIGURE key-race: %d rounds × %d concurrent redemptions over 3 nodes: exactly 1 winner every round (wins: %s), %d × 401, 0 other outcomes; slowest round %v, all rounds %v",
 		rounds, racers, strings.Join(per, ", "), rounds*(racers-1), slowest.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// TestChaosSlowConsumer floods a room in which one client has stopped
+// reading (item 4e). The node must cut that client with 4009 once its
+// outgoing queue (--max-queue, default 1 MiB) is full, keep serving the
+// room's other member at full speed, and keep its memory flat: three
+// stalled clients in a row, each followed by more flood after its cut,
+// leave the node's RSS where it was after a warm-up of the same traffic.
+func TestChaosSlowConsumer(t *testing.T) {
+	t.Parallel()
+	ns := bustest.RunServer(t)
+	node := harness.StartNode(t, harness.NodeConfig{ID: "sc", NATS: ns.ClientURL()})
+	nc := bustest.Connect(t, ns)
+	const (
+		room      = "chaos.flood"
+		msgSize   = 4 << 10
+		batch     = 128             // messages published before waiting for the healthy member
+		maxFlood  = 64 << 20 / 4096 // bound per stalled client: 64 MiB of flood without a cut fails
+		afterCut  = 8 << 20 / 4096  // flood that goes on after each cut: 8 MiB
+		warmup    = 16 << 20 / 4096 // the same traffic before the baseline: 16 MiB
+		stalled   = 3
+		rcvBuffer = 4 << 10 // the stalled client's SO_RCVBUF: its kernel holds little
+	)
+	healthy := newInbox("flood", func(ev client.Event) bool { return ev.Type == client.TypeSessionConnected })
+	h := dialCounted(t, node, node, harness.Claims{Rooms: []string{room}}, healthy)
+	harness.Eventually(t, wait, func() bool { return len(h.Welcome().Rooms) == 1 }, "no auto-join")
+	if _, err := h.Presence(harness.Ctx(t, wait), room); err != nil {
+		t.Fatal(err)
+	}
+
+	pad := strings.Repeat("x", msgSize-40)
+	sent := 0
+	var all []payload
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			sent++
+			b, _ := json.Marshal(struct {
+				payload
+				Pad string `json:"pad"`
+			}{payload{P: "svc", N: sent}, pad})
+			m := nats.NewMsg("rc.room." + room)
+			m.Header.Set("Rc-Event", "flood")
+			m.Data = b
+			if err := nc.PublishMsg(m); err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, payload{P: "svc", N: sent})
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The healthy member keeps up: its queue never nears the bound.
+		harness.Eventually(t, wait, func() bool { return healthy.count() >= sent }, "healthy member fell behind: %d of %d", healthy.count(), sent)
+	}
+	slowCut := func() float64 { return node.MustMetrics(t).Get("roomcast_slow_consumers_total") }
+
+	for sent < warmup {
+		publish(batch)
+	}
+	before, err := node.Proc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after %d MiB of warm-up flood: %v", warmup*msgSize>>20, before)
+
+	var rounds []string
+	for k := range stalled {
+		session := fmt.Sprintf("stalled-%d", k)
+		key := node.MintKey(t, harness.Claims{Rooms: []string{room}, Session: session})
+		conn, r := dialStalled(t, node.URL(key.URL), rcvBuffer)
+		harness.Eventually(t, wait, func() bool {
+			healthy.mu.Lock()
+			defer healthy.mu.Unlock()
+			for _, ev := range healthy.other {
+				if ev.Session == session {
+					return true
+				}
+			}
+			return false
+		}, "%s never joined %s", session, room)
+
+		cuts := slowCut()
+		start, flooded := sent, 0
+		for slowCut() == cuts {
+			if flooded >= maxFlood {
+				t.Fatalf("%s: %d MiB flooded past a client that reads nothing, and the node has not cut it", session, flooded*msgSize>>20)
+			}
+			publish(batch)
+			flooded += batch
+		}
+		cutAfter := sent - start
+		// The stalled client reads again: what the node had queued, then
+		// the close frame.
+		code, read, err := readUntilClose(conn, r, wait)
+		if err != nil || code != client.CloseSlowConsumer {
+			t.Errorf("%s: after reading %d bytes: close code %d, %v; want 4009", session, read, code, err)
+		}
+		for n := 0; n < afterCut; n += batch {
+			publish(batch)
+		}
+		st, err := node.Proc()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rounds = append(rounds, fmt.Sprintf("cut after %.1f MiB of flood (it had read %.1f MiB), rss %.1f MiB",
+			float64(cutAfter*msgSize)/(1<<20), harness.MiB(int64(read)), harness.MiB(st.RSS)))
+	}
+	if err := healthy.check(all); err != nil {
+		t.Errorf("healthy member: %v", err)
+	}
+	if err := h.Err(); err != nil {
+		t.Errorf("healthy member was disconnected: %v", err)
+	}
+	m := node.MustMetrics(t)
+	if got := m.Get("roomcast_slow_consumers_total"); got != stalled {
+		t.Errorf("roomcast_slow_consumers_total = %v, want %d", got, stalled)
+	}
+	if got := m.Get(`roomcast_connections_closed_total{code="4009"}`); got != stalled {
+		t.Errorf(`roomcast_connections_closed_total{code="4009"} = %v, want %d`, got, stalled)
+	}
+	after, err := node.Proc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flat: the flood after the baseline (3 × (≥ 1 MiB + 8 MiB) at least)
+	// would show up whole if the node buffered it for the stalled clients.
+	// What may legitimately remain is one queue's worth (1 MiB) twice over
+	// (GOGC=100 lets the heap reach twice the live set before a collection)
+	// plus allocator and runtime noise; 8 MiB covers all of it and is
+	// below the smallest flood.
+	const tolerance = 8 << 20
+	floodAfter := int64(sent-warmup) * msgSize
+	if growth := after.RSS - before.RSS; growth > tolerance {
+		t.Errorf("RSS grew by %.1f MiB over %.1f MiB of flood past stalled clients (before %v, after %v); want ≤ %d MiB",
+			harness.MiB(growth), harness.MiB(floodAfter), before, after, tolerance>>20)
+	}
+	t.Logf("FIGURE slow-consumer: %s; RSS before %.1f MiB, after %.1f MiB (%+.1f MiB) over %.0f MiB of flood; peak RSS %.1f MiB; healthy member got all %d messages",
+		strings.Join(rounds, "; "), harness.MiB(before.RSS), harness.MiB(after.RSS), harness.MiB(after.RSS-before.RSS),
+		harness.MiB(floodAfter), harness.MiB(after.HWM), sent)
+}
+
+// dialStalled opens a WebSocket that will not be read from: a raw
+// connection with a small receive buffer, so the kernel absorbs little and
+// the node's own queue fills. It returns the reader to use once reading
+// resumes (the upgrade may have buffered the welcome).
+func dialStalled(t *testing.T, url string, rcvBuf int) (net.Conn, io.Reader) {
+	t.Helper()
+	d := ws.Dialer{
+		Timeout: wait,
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvBuf)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}}
+			return nd.DialContext(ctx, network, addr)
+		},
+	}
+	conn, br, _, err := d.Dial(harness.Ctx(t, wait), url)
+	if err != nil {
+		t.Fatalf("dial %s: %v", client.RedactURL(url), err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if br != nil {
+		return conn, br
+	}
+	return conn, conn
+}
+
+// readUntilClose reads server frames until a close frame and returns its
+// code, with the number of payload bytes read before it.
+func readUntilClose(conn net.Conn, r io.Reader, d time.Duration) (code int, read int64, err error) {
+	_ = conn.SetReadDeadline(time.Now().Add(d))
+	for {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			return 0, read, fmt.Errorf("no close frame: %w", err)
+		}
+		if h.OpCode != ws.OpClose {
+			n, err := io.CopyN(io.Discard, r, h.Length)
+			read += n
+			if err != nil {
+				return 0, read, fmt.Errorf("no close frame: %w", err)
+			}
+			continue
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return 0, read, err
+		}
+		if len(p) < 2 {
+			return client.CloseNoStatus, read, nil
+		}
+		return int(binary.BigEndian.Uint16(p)), read, nil
+	}
 }
