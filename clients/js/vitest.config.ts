@@ -2,13 +2,31 @@ import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
-	// Compiles .svelte and .svelte.ts (runes) in tests; the browser build of svelte so effects run.
-	plugins: [svelte({ configFile: false, compilerOptions: { runes: true } })],
-	resolve: { conditions: ['browser'] },
 	test: {
-		include: ['packages/*/test/**/*.test.ts', 'demo/**/*.test.ts'],
-		environment: 'node',
 		pool: 'threads',
-		maxWorkers: 2
+		maxWorkers: 2,
+		projects: [
+			{
+				// Compiles .svelte and .svelte.ts (runes) in tests; the browser build of svelte so effects run.
+				plugins: [svelte({ configFile: false, compilerOptions: { runes: true } })],
+				resolve: { conditions: ['browser'] },
+				test: {
+					name: 'client',
+					include: ['packages/client/test/**/*.test.ts', 'demo/**/*.test.ts'],
+					environment: 'node'
+				}
+			},
+			{
+				// Server side against a real roomcast-node and its embedded NATS (built once, see e2e/global-setup.ts).
+				test: {
+					name: 'sveltekit',
+					include: ['packages/sveltekit/test/**/*.test.ts'],
+					environment: 'node',
+					globalSetup: ['e2e/global-setup.ts'],
+					testTimeout: 20_000,
+					hookTimeout: 120_000
+				}
+			}
+		]
 	}
 });
