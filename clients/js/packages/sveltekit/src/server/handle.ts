@@ -9,11 +9,14 @@ export interface HandleEventLike {
 	locals: unknown;
 }
 
-/** SvelteKit's `Handle`, structurally (no import of @sveltejs/kit needed). */
-export type HandleLike<Ev extends HandleEventLike = HandleEventLike> = (input: {
+/** The input of SvelteKit's `Handle`. */
+export interface HandleInput<Ev> {
 	event: Ev;
-	resolve: (event: Ev) => Response | Promise<Response>;
-}) => Response | Promise<Response>;
+	resolve(event: Ev, opts?: never): Response | Promise<Response>;
+}
+
+/** SvelteKit's `Handle`, structurally (no import of @sveltejs/kit needed). */
+export type HandleLike<Ev extends HandleEventLike = HandleEventLike> = (input: HandleInput<Ev>) => Response | Promise<Response>;
 
 export interface RoomcastHandleOptions<E extends EventMap, M, Ev extends HandleEventLike> {
 	/** The instance minting the keys. */

@@ -29,7 +29,7 @@ export type {
 export { deny } from './guard.js';
 export type { Guard, GuardDenial, GuardGrant, GuardRequest, GuardResult } from './guard.js';
 export { createRoomcastHandle } from './handle.js';
-export type { HandleEventLike, HandleLike, RoomcastHandleOptions } from './handle.js';
+export type { HandleEventLike, HandleInput, HandleLike, RoomcastHandleOptions } from './handle.js';
 export type { AuthRequestBody, CloseEvent, ConnectEvent, ErrorEvent, LifecycleEvent, RoomEvent } from './events.js';
 export { durationMs } from './duration.js';
 export type { EventMap, Meta } from '@roomcast/client';
