@@ -275,25 +275,38 @@ func delNetns(t testing.TB, name string) {
 
 // requireNetns skips (or, with EnvNetns=require, fails) unless this
 // process can create network namespaces: root, iproute2, and `ip netns
-// add` permitted (a container may deny it even to root).
+// add` permitted (a container may deny it even to root). The probe runs
+// once per test binary; parallel tests share its answer.
 func requireNetns(t testing.TB) {
 	t.Helper()
-	stop := t.Skipf
-	if os.Getenv(EnvNetns) == "require" {
-		stop = t.Fatalf
+	probeOnce.Do(func() { probeReason = probeNetns() })
+	if probeReason == "" {
+		return
 	}
+	if os.Getenv(EnvNetns) == "require" {
+		t.Fatalf("netns: %s (%s=require)", probeReason, EnvNetns)
+	}
+	t.Skipf("netns: skipped: %s (CI runs as root with iproute2; %s=require makes this a failure)", probeReason, EnvNetns)
+}
+
+var (
+	probeOnce   sync.Once
+	probeReason string // why namespaces cannot be made here; "" = they can
+)
+
+func probeNetns() string {
 	if os.Geteuid() != 0 {
-		stop("netns: skipped: creating network namespaces needs root (CI runs as root; %s=require makes this a failure)", EnvNetns)
+		return "creating network namespaces needs root"
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		stop("netns: skipped: no `ip` command: install iproute2 (.ci/run does)")
+		return "no `ip` command: install iproute2 (.ci/run does)"
 	}
 	probe := fmt.Sprintf("rc-%d-0-probe", os.Getpid())
-	out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput()
-	if err != nil {
-		stop("netns: skipped: `ip netns add` is not permitted here: %v: %s", err, strings.TrimSpace(string(out)))
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		return fmt.Sprintf("`ip netns add` is not permitted here: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	_ = exec.Command("ip", "netns", "del", probe).Run()
+	return ""
 }
 
 // removeStale deletes the namespaces of earlier test binaries that died
