@@ -1,0 +1,192 @@
+package history
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+const (
+	// refillTimeout bounds one gap refill. The refill runs on the fan-out
+	// goroutine of the room's shard, so it must not hold it for long; past
+	// it the live message is delivered anyway (the gap stays, counted).
+	refillTimeout = 2 * time.Second
+	// maxEarly bounds the messages a feed holds before its first Attach
+	// tells it where the room stands. Dropping beyond it is safe: the next
+	// kept message shows a gap and is refilled.
+	maxEarly = 4096
+)
+
+// Feed turns one room's live messages on one node (rc.stored.<room>, in
+// arrival order) into a stream with no hole, no duplicate and no reordering,
+// which it passes to Emit. It refills gaps from the stream, drops duplicates
+// and notices a reset stream. One Feed per room with local members.
+//
+// Emit and the functions given to Attach and Do run with the feed's lock
+// held, so a member can join at an exact position: whatever Emit has passed
+// on before Attach's function ran is at or below the position it is given,
+// everything after is above it.
+type Feed struct {
+	st      *Stream
+	room    string
+	subject string // rc.room.<room>
+	emit    func(m Msg, epoch string)
+
+	mu      sync.Mutex
+	ready   bool   // last is known (set by the first Attach)
+	settled bool   // a live message above the initial position was seen
+	last    uint64 // sequence of the last message emitted (or the initial position)
+	epoch   string
+	early   []*nats.Msg // live messages that came before ready
+}
+
+// NewFeed returns the feed of room, which must be a room of st. emit
+// receives each message to deliver, in order, with the epoch to show.
+func (st *Stream) NewFeed(room string, emit func(m Msg, epoch string)) *Feed {
+	return &Feed{st: st, room: room, subject: st.s.o.Subjects.Room(room), emit: emit}
+}
+
+// Stream returns the stream the feed reads.
+func (f *Feed) Stream() *Stream { return f.st }
+
+// Live takes the next message of the room's live subscription. Call it from
+// one goroutine, in arrival order. It may block for a refill (at most
+// refillTimeout) when a message shows that earlier ones never arrived.
+func (f *Feed) Live(m *nats.Msg) {
+	seq, prev, ok := parseLive(m)
+	if !ok || m.Header.Get(hdrStream) != f.st.name {
+		// Not from our stream: someone published on rc.stored.<room>
+		// by hand. Delivering it would break the sequence.
+		f.st.s.m.Foreign.Inc()
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ready {
+		if len(f.early) < maxEarly {
+			f.early = append(f.early, m)
+		}
+		return
+	}
+	f.accept(seq, prev, m)
+}
+
+// accept delivers one live message; f.mu is held.
+func (f *Feed) accept(seq, prev uint64, m *nats.Msg) {
+	if e := f.st.Epoch(); e != "" && e != f.epoch {
+		f.reset(e)
+	}
+	if seq <= f.last {
+		// Before the first new message, these are messages the initial
+		// position already covers. After it, NATS does not deliver twice
+		// or out of order: the stream was reset under us.
+		if !f.settled || !f.checkReset() {
+			return
+		}
+	}
+	switch {
+	case prev > f.last:
+		f.refill(seq)
+	case prev == 0 && f.last != 0:
+		// Every earlier message of the room is gone: aged out, or this
+		// is a new stream whose sequences happen to be higher.
+		// After a reset last is 0 = prev: nothing to refill.
+		f.checkReset()
+	}
+	f.emit(Msg{Seq: seq, Header: m.Header, Data: m.Data}, f.epoch)
+	f.last = seq
+	f.settled = true
+}
+
+// checkReset looks the stream up (rate-limited) and resets the feed if the
+// stream is a new one; it reports whether it did.
+func (f *Feed) checkReset() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
+	defer cancel()
+	f.st.refresh(ctx)
+	if e := f.st.Epoch(); e != f.epoch {
+		f.reset(e)
+		return true
+	}
+	return false
+}
+
+// reset starts the feed over in a new stream incarnation: every message of
+// the new stream is new to the members.
+func (f *Feed) reset(epoch string) {
+	f.epoch = epoch
+	f.last = 0
+	f.settled = false
+}
+
+// refill emits the stored messages between f.last and seq (both excluded).
+func (f *Feed) refill(seq uint64) {
+	m := f.st.s.m
+	ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
+	defer cancel()
+	n := 0
+	err := f.st.scan(ctx, f.subject, f.last+1, func(msg Msg) bool {
+		if msg.Seq >= seq {
+			return false
+		}
+		f.emit(msg, f.epoch)
+		f.last = msg.Seq
+		n++
+		return true
+	})
+	m.Refills.Inc()
+	m.Refilled.Add(float64(n))
+	if err != nil {
+		m.RefillFailures.Inc()
+		f.st.s.log.Warn("history: gap refill failed; members miss messages", "room", f.room, "after", f.last, "before", seq, "err", err)
+	}
+}
+
+// Attach calls fn with the room's current position, under the feed's lock:
+// every message emitted before fn runs is at or below that position, every
+// message emitted after it is above. The first Attach of a feed asks the
+// stream for the room's last sequence (one round trip); later ones do not.
+func (f *Feed) Attach(ctx context.Context, fn func(Position)) error {
+	f.mu.Lock()
+	if f.ready {
+		fn(Position{Seq: f.last, Epoch: f.epoch})
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
+	// The room's subscription is active (the caller subscribed before),
+	// so whatever is stored after this lookup arrives live.
+	epoch := f.st.Epoch()
+	if epoch == "" {
+		if err := f.st.ensure(ctx, false); err != nil {
+			return err
+		}
+		epoch = f.st.Epoch()
+	}
+	last, err := f.st.lastSeq(ctx, f.subject)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ready {
+		f.ready, f.last, f.epoch = true, last, epoch
+		early := f.early
+		f.early = nil
+		for _, m := range early {
+			seq, prev, _ := parseLive(m)
+			f.accept(seq, prev, m)
+		}
+	}
+	fn(Position{Seq: f.last, Epoch: f.epoch})
+	return nil
+}
+
+// Do runs fn under the feed's lock: no message is emitted meanwhile.
+func (f *Feed) Do(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
