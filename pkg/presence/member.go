@@ -69,10 +69,22 @@ type delta struct {
 func (d *delta) gen() gen { return gen{d.Inc, d.Epoch} }
 
 // snapRequest is the body of a snapshot request, scattered to
-// rc.presence.$snap.<room> or aimed at rc.presence.$node.<inc>.
+// rc.presence.$snap.<room> or aimed at rc.presence.$node.<inc>. With
+// Digests set (and no Room) it is not a request but a plain message to
+// rc.presence.$node.<inc>: "publish your digests now", sent by a node that
+// just saw the receiver come back and has to find out where it has members.
 type snapRequest struct {
+	Node    string `json:"node"`
+	Room    string `json:"room,omitempty"`
+	Digests bool   `json:"digests,omitempty"`
+}
+
+// heartbeat is the body of rc.presence.$hb: one per node per
+// Options.Heartbeat, and a last one with Bye set on Close.
+type heartbeat struct {
 	Node string `json:"node"`
-	Room string `json:"room"`
+	Inc  uint64 `json:"inc"`
+	Bye  bool   `json:"bye,omitempty"`
 }
 
 // snapshot is one part of a node's answer to a snapshot request: its local

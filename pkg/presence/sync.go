@@ -39,6 +39,18 @@ func (t *Tracker) sendDigestLocked(r *roomState) {
 	}
 }
 
+// sendDigests publishes this node's digest for every room with local
+// members, at once rather than at the next anti-entropy tick.
+func (t *Tracker) sendDigests() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range t.rooms {
+		if !r.building {
+			t.sendDigestLocked(r)
+		}
+	}
+}
+
 // build gathers the first snapshot of r, then applies it and the deltas that
 // raced it, and opens r to other joins. It never fails: what it misses, the
 // resyncs and digests repair.
@@ -292,8 +304,12 @@ func (t *Tracker) handle(m *nats.Msg) {
 	switch {
 	case m.Subject == t.nodeSubject:
 		var req snapRequest
-		if err := json.Unmarshal(m.Data, &req); err != nil || req.Room == "" {
+		if err := json.Unmarshal(m.Data, &req); err != nil || req.Room == "" && !req.Digests {
 			t.log.Debug("presence: bad resync request", "err", err)
+			return
+		}
+		if req.Digests {
+			t.sendDigests()
 			return
 		}
 		t.answer(m, req.Room)

@@ -69,7 +69,12 @@ type testTracker struct {
 
 func newTracker(t *testing.T, srv *server.Server, node string, edit func(*Options)) testTracker {
 	t.Helper()
-	nc := bustest.Connect(t, srv)
+	return newTrackerOn(t, bustest.Connect(t, srv), node, edit)
+}
+
+// newTrackerOn starts a tracker on the connection nc.
+func newTrackerOn(t *testing.T, nc *nats.Conn, node string, edit func(*Options)) testTracker {
+	t.Helper()
 	o := Options{Node: node, NC: nc, Metrics: metrics.New(nil)}
 	if edit != nil {
 		edit(&o)

@@ -295,6 +295,14 @@ func (v *view) dropNode(node string, out *[]change) {
 	delete(v.nodes, node)
 }
 
+// dropNodeBefore drops node if the view knows it at an incarnation older
+// than inc: that run of the node is over.
+func (v *view) dropNodeBefore(node string, inc uint64, out *[]change) {
+	if n := v.nodes[node]; n != nil && n.gen.inc < inc {
+		v.dropNode(node, out)
+	}
+}
+
 // expire drops the nodes not heard from since before cutoff.
 func (v *view) expire(cutoff int64, out *[]change) {
 	for _, node := range v.sortedNodes() {
