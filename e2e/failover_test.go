@@ -41,6 +41,7 @@ routes:
 		}
 	}
 	all := sessionsOf(ws...)
+	t.Logf("sessions: %s", names(ws...))
 	waitUntil(t, wait, "every client lists all 9 sessions", func() bool { return allSee(ws, all) },
 		func() string { return describeViews(ws, all) })
 

@@ -105,8 +105,14 @@ type watcher struct {
 	gone map[string]time.Time
 	// events counts room events by event name.
 	events map[string]int
-	c      *client.Client
+	// history is the last historyLen presence events, for fault reports.
+	history []string
+	c       *client.Client
 }
+
+// historyLen bounds a watcher's presence history: enough to show the
+// events around a fault in a room of a few sessions.
+const historyLen = 40
 
 func newWatcher(name, room string) *watcher {
 	return &watcher{name: name, room: room, members: map[string]string{}, gone: map[string]time.Time{}, events: map[string]int{}}
@@ -122,6 +128,12 @@ func (w *watcher) on(ev client.Event) {
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if ev.Type != client.TypeEvent {
+		if len(w.history) == historyLen {
+			w.history = w.history[1:]
+		}
+		w.history = append(w.history, now.Format("15:04:05.000")+" "+string(ev.Raw))
+	}
 	switch ev.Type {
 	case client.TypeSessionList:
 		w.members = map[string]string{}
@@ -234,14 +246,30 @@ func checkPresence(t *testing.T, ws []*watcher, want []string) {
 	}
 }
 
-// checkFaults fails for every fault a watcher recorded.
+// checkFaults fails for every fault a watcher recorded, with the
+// presence events that watcher received.
 func checkFaults(t *testing.T, ws []*watcher) {
 	t.Helper()
 	for _, w := range ws {
-		for _, f := range w.faultList() {
-			t.Errorf("%s (on %s): %s", w.name, w.c.Welcome().Node, f)
+		faults := w.faultList()
+		for _, f := range faults {
+			t.Errorf("%s (session %s on %s): %s", w.name, w.c.Welcome().Session, w.c.Welcome().Node, f)
+		}
+		if len(faults) > 0 {
+			w.mu.Lock()
+			t.Logf("%s's presence events:\n  %s", w.name, strings.Join(w.history, "\n  "))
+			w.mu.Unlock()
 		}
 	}
+}
+
+// names maps session ids to watcher names, for reading fault reports.
+func names(ws ...*watcher) string {
+	var s []string
+	for _, w := range ws {
+		s = append(s, w.c.Welcome().Session+"="+w.name)
+	}
+	return strings.Join(s, " ")
 }
 
 // waitUntil polls cond every 20ms until it holds and returns how long that

@@ -56,6 +56,7 @@ routes:
 	a1.c.Close()
 	c1.c.Close()
 	b3 := dial("b3", n2, c.nodes[1])
+	t.Logf("sessions: %s", names(append(ws, b3)...))
 	left := []*watcher{a2, b1, b2, b3, c2}
 	want := sessionsOf(left...)
 	majority, minority := []*watcher{a2, b1, b2, b3}, []*watcher{c2}

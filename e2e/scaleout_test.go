@@ -74,6 +74,7 @@ func TestScaleOut(t *testing.T) {
 		}
 	}
 	all := sessionsOf(ws...)
+	t.Logf("sessions: %s", names(ws...))
 	took := waitUntil(t, wait, "every client lists every session", func() bool {
 		for _, w := range ws {
 			if !w.sees(all) {
