@@ -21,16 +21,23 @@
 //     incarnation is dead, and its members are dropped.
 //   - Anti-entropy: every node publishes a digest (era, sequence, count) per
 //     room with local members every Options.AntiEntropy; a mismatch triggers
-//     a resync, and a node not heard from in a room for 3 intervals is dropped
-//     (the NATS-only liveness fallback; memberlist calls NodeGone sooner).
-//   - Close announces every local leave at once (one "bye" per room).
+//     a resync, and a node not heard from in a room for 3 intervals is
+//     dropped from it (the last resort).
+//   - Liveness: every node publishes a heartbeat on rc.presence.$hb every
+//     second; a node silent for 3 s has its members dropped everywhere.
+//     memberlist (pkg/gossip), when configured, calls NodeAlive, NodeFailed
+//     and NodeGone; heartbeats stay on as its second opinion. A node dropped
+//     and heard from again is asked for its digests and resynced.
+//   - Close announces every local leave at once (one "bye" per room, and a
+//     last heartbeat).
 //
 // Tokens beginning with '$' are not valid room-name characters, so the control
 // subjects above can never collide with a room's delta subject.
 //
 // Where to start: view.go is the pure state machine (unit and fuzz tested
 // without NATS); tracker.go is the public API (Join, Leave, Members);
-// sync.go does the NATS side (snapshots, resyncs, digests); events.go turns
-// view changes into Listener calls, in order per room, and implements the
-// count-only mode for large rooms.
+// sync.go does the NATS side (snapshots, resyncs, digests); liveness.go
+// decides when another node is gone; events.go turns view changes into
+// Listener calls, in order per room, and implements the count-only mode for
+// large rooms.
 package presence
