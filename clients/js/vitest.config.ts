@@ -18,6 +18,8 @@ export default defineConfig({
 			},
 			{
 				// Server side against a real roomcast-node and its embedded NATS (built once, see e2e/global-setup.ts).
+				// @roomcast/client from source, so that tests need no build.
+				resolve: { alias: [{ find: /^@roomcast\/client$/, replacement: new URL('./packages/client/src/index.ts', import.meta.url).pathname }] },
 				test: {
 					name: 'sveltekit',
 					include: ['packages/sveltekit/test/**/*.test.ts'],

@@ -222,11 +222,13 @@ describe('use()', () => {
 		nc.publish('rc.events.connect', connectEvent(socket.id));
 		await joined;
 		await socket.leave('chat.a');
+		await socket.join('chat.m', { name: 'in chat.m' });
 		await expect(socket.join('secret')).rejects.toMatchObject({ code: 'forbidden' });
 		await expect(socket.join('bad room')).rejects.toMatchObject({ code: 'bad_request' });
 		expect(asked).toEqual([
 			['rc.control.join', { session: socket.id, room: 'chat.a' }],
 			['rc.control.leave', { session: socket.id, room: 'chat.a' }],
+			['rc.control.join', { session: socket.id, room: 'chat.m', meta: { name: 'in chat.m' } }],
 			['rc.control.join', { session: socket.id, room: 'secret' }]
 		]);
 		sub.unsubscribe();

@@ -166,6 +166,7 @@ export class Roomcast<E extends EventMap = EventMap, M = Meta> {
 	#closed = false;
 	#closing: Promise<void> | undefined;
 	#retry: ReturnType<typeof setTimeout> | undefined;
+	#retries = 0;
 	#offShutdown: (() => void) | undefined;
 	#host: SocketHost;
 
@@ -383,7 +384,8 @@ export class Roomcast<E extends EventMap = EventMap, M = Meta> {
 		if (this.#retry !== undefined) return;
 		this.start().catch((err: Error) => {
 			if (this.#closed || this.#routes.size === 0) return;
-			this.#log.warn(`roomcast: ${err.message}; retrying in 2 s`);
+			// Said once, then once a minute.
+			if (this.#retries++ % 30 === 0) this.#log.warn(`roomcast: ${err.message}; retrying every 2 s`);
 			this.#retry = setTimeout(() => {
 				this.#retry = undefined;
 				this.#startInBackground();

@@ -202,10 +202,11 @@ export class RoomcastSocket<E extends EventMap = EventMap, M = Meta> {
 	 * Joins the session to `room` from the back-end (`rc.control.join`; the
 	 * room need not match the session's allow patterns: the back-end is
 	 * trusted). Resolves when the node holding the session acknowledges;
-	 * before `open` it waits for the connection.
+	 * before `open` it waits for the connection. `meta` is the session's meta
+	 * in that room's presence (default: the session's).
 	 */
-	join(room: string): Promise<void> {
-		return this.#control('join', room);
+	join(room: string, meta?: M): Promise<void> {
+		return this.#control('join', room, meta);
 	}
 
 	/** Takes the session out of `room` (`rc.control.leave`). */
@@ -339,14 +340,16 @@ export class RoomcastSocket<E extends EventMap = EventMap, M = Meta> {
 		if (this.#state === 0 && this.#queue.length < MAX_QUEUED) this.#queue.push(f);
 	}
 
-	#control(action: 'join' | 'leave', room: string): Promise<void> {
+	#control(action: 'join' | 'leave', room: string, meta?: M): Promise<void> {
 		try {
 			checkRoom(room);
 		} catch (err) {
 			return Promise.reject(err);
 		}
 		const call = async () => {
-			const answer = (await this.#host.request(`${this.#host.prefix}.control.${action}`, { session: this.id, room }, this.#host.requestTimeout)) as {
+			const body: Record<string, unknown> = { session: this.id, room };
+			if (meta !== undefined) body.meta = meta;
+			const answer = (await this.#host.request(`${this.#host.prefix}.control.${action}`, body, this.#host.requestTimeout)) as {
 				error?: { code?: string; message?: string };
 			} | null;
 			if (answer && typeof answer === 'object' && answer.error) {
