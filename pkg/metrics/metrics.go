@@ -5,7 +5,11 @@
 // process. A nil *Metrics is not valid: use New(nil) for an unregistered set.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics is the node's set of collectors. Label values are small fixed sets
 // (reasons, kinds), never room names or users, so cardinality stays bounded.
@@ -40,6 +44,20 @@ type Metrics struct {
 	PresenceResyncs prometheus.Counter
 	// Errors counts error replies sent to clients, by code.
 	Errors *prometheus.CounterVec
+	// Events counts lifecycle events (rc.events.<kind>) by kind and result:
+	// published, suppressed (nobody listened), dropped (queue full or NATS
+	// down).
+	Events *prometheus.CounterVec
+	// EventProbes counts interest probes on rc.events.<kind> (--events auto).
+	EventProbes prometheus.Counter
+	// Control counts rc.control.<action> requests this node acted on, by
+	// action and result (ok, error).
+	Control *prometheus.CounterVec
+
+	// fanoutDropped is read by the roomcast_fanout_dropped_total collector;
+	// the Hub sets it (SetFanoutDropped), since the count lives in its NATS
+	// subscriptions.
+	fanoutDropped atomic.Pointer[func() float64]
 }
 
 // New makes the collectors and registers them with reg (nil: unregistered).
@@ -60,11 +78,27 @@ func New(reg prometheus.Registerer) *Metrics {
 		NATSConnected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "roomcast_nats_connected", Help: "1 while the NATS connection is up."}),
 		PresenceResyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_presence_resyncs_total", Help: "Presence snapshot requests after a gap or a node restart."}),
 		Errors:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_errors_total", Help: "Error replies sent to clients, by code."}, []string{"code"}),
+		Events:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_events_total", Help: "Lifecycle events by kind and result (published, suppressed: nobody listened, dropped)."}, []string{"kind", "result"}),
+		EventProbes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_event_probes_total", Help: "Interest probes on rc.events.<kind> (--events auto)."}),
+		Control:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_control_total", Help: "rc.control requests acted on, by action and result."}, []string{"action", "result"}),
 	}
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "roomcast_fanout_dropped_total",
+		Help: "Room messages NATS delivered but the fan-out dropped because its shard queue was full.",
+	}, func() float64 {
+		if f := m.fanoutDropped.Load(); f != nil {
+			return (*f)()
+		}
+		return 0
+	})
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.Accepted, m.Refused, m.Closed, m.SlowConsumers, m.Rooms,
 			m.MessagesIn, m.MessagesOut, m.BytesIn, m.BytesOut, m.FanoutSeconds, m.Keys,
-			m.NATSConnected, m.PresenceResyncs, m.Errors)
+			m.NATSConnected, m.PresenceResyncs, m.Errors, m.Events, m.EventProbes, m.Control, dropped)
 	}
 	return m
 }
+
+// SetFanoutDropped names the function that roomcast_fanout_dropped_total
+// reports: it is called at every scrape and must be monotonic and cheap.
+func (m *Metrics) SetFanoutDropped(f func() float64) { m.fanoutDropped.Store(&f) }

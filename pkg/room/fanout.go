@@ -75,6 +75,10 @@ func (h *Hub) fanout(r *room, hdr nats.Header, data []byte, scratch *[]byte) {
 		if skip != "" && s.id == skip {
 			continue
 		}
+		if s.held(f) { // its welcome is not out yet (Open)
+			n++
+			continue
+		}
 		if err := s.conn.Send(f); err != nil {
 			s.markClosed()
 			continue

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -74,64 +75,82 @@ func (s *Session) needRoom(req *request) bool {
 // join puts s in room (or updates its meta there) and answers ack (if id is
 // set) then session:list. name is valid.
 func (s *Session) join(id reqID, name string, rawMeta json.RawMessage) {
-	h := s.hub
-	if !s.mayUse(name) {
-		s.fail(id, CodeForbidden, fmt.Sprintf("room %s is not allowed for this session", quote(name)))
+	r, fresh, code, msg := s.enter(name, rawMeta, false)
+	if r == nil {
+		s.fail(id, code, msg)
 		return
+	}
+	if fresh {
+		s.eventJoin(name)
+	}
+	s.hub.sendList(s, r, id, reqID{})
+}
+
+// enter is join without the answer: it puts s in room name (or updates its
+// meta there) and returns the room and whether s was not in it before, or
+// nil and the error code and message for the client. trusted skips the
+// allow check (a back-end's rc.control.join). Called with s.mu held.
+func (s *Session) enter(name string, rawMeta json.RawMessage, trusted bool) (r *room, fresh bool, code, msg string) {
+	h := s.hub
+	if !trusted && !s.mayUse(name) {
+		return nil, false, CodeForbidden, fmt.Sprintf("room %s is not allowed for this session", quote(name))
 	}
 	meta := s.meta
 	if len(rawMeta) > 0 && string(rawMeta) != "null" {
 		if len(rawMeta) > h.o.MaxMeta {
-			s.fail(id, CodeTooLarge, fmt.Sprintf("meta is %d bytes: at most %d", len(rawMeta), h.o.MaxMeta))
-			return
+			return nil, false, CodeTooLarge, fmt.Sprintf("meta is %d bytes: at most %d", len(rawMeta), h.o.MaxMeta)
 		}
 		if bytes.TrimSpace(rawMeta)[0] != '{' {
-			s.fail(id, CodeBadRequest, `field "meta" must be a JSON object`)
-			return
+			return nil, false, CodeBadRequest, `field "meta" must be a JSON object`
 		}
 		meta = compactJSON(rawMeta)
 	}
 	idx := s.roomIndex(name)
 	if idx < 0 && len(s.rooms) >= h.o.MaxRoomsPerSession {
-		s.fail(id, CodeTooManyRooms, fmt.Sprintf("a session may be in at most %d rooms: leave one first", h.o.MaxRoomsPerSession))
-		return
+		return nil, false, CodeTooManyRooms, fmt.Sprintf("a session may be in at most %d rooms: leave one first", h.o.MaxRoomsPerSession)
 	}
 	if !h.natsUp() {
-		s.fail(id, CodeUnavailable, "the message bus is unavailable: retry shortly")
-		return
+		return nil, false, CodeUnavailable, "the message bus is unavailable: retry shortly"
 	}
 	m := presence.Member{Session: s.id, User: s.user, Meta: meta, ConnectedAt: time.Now().UnixMilli()}
 	if err := h.pres.Join(h.ctx, name, m); err != nil {
 		h.log.Debug("presence join", "session", s.id, "room", name, "err", err)
-		s.fail(id, CodeUnavailable, "presence is unavailable: retry shortly")
-		return
+		return nil, false, CodeUnavailable, "presence is unavailable: retry shortly"
 	}
 	if idx >= 0 {
-		h.sendList(s, s.rooms[idx], id, reqID{})
-		return
+		return s.rooms[idx], false, "", ""
 	}
 	r, err := h.addMember(name, s)
 	if err != nil {
 		h.pres.Leave(name, s.id)
 		h.log.Debug("room join", "session", s.id, "room", name, "err", err)
-		s.fail(id, CodeUnavailable, "the message bus is unavailable: retry shortly")
-		return
+		return nil, false, CodeUnavailable, "the message bus is unavailable: retry shortly"
 	}
 	s.rooms = append(s.rooms, r)
-	h.sendList(s, r, id, reqID{})
+	return r, true, "", ""
 }
 
 func (s *Session) leave(id reqID, name string) {
-	idx := s.roomIndex(name)
-	if idx < 0 {
+	if !s.exit(name) {
 		s.fail(id, CodeNotFound, fmt.Sprintf("not in room %s", quote(name)))
 		return
+	}
+	s.ack(id)
+}
+
+// exit takes s out of room name; false if it was not in it. Called with
+// s.mu held.
+func (s *Session) exit(name string) bool {
+	idx := s.roomIndex(name)
+	if idx < 0 {
+		return false
 	}
 	r := s.rooms[idx]
 	s.rooms = slices.Delete(s.rooms, idx, idx+1)
 	s.hub.removeMember(r, s)
 	s.hub.pres.Leave(name, s.id)
-	s.ack(id)
+	s.eventLeave(name)
+	return true
 }
 
 func (s *Session) presence(id reqID, name string) {
@@ -211,6 +230,63 @@ func (s *Session) sendToBackend(req *request) {
 	s.ack(req.ID)
 }
 
+// HeaderError, on an rpc answer, turns it into an `error` for the client:
+// its value is the code (lowercase letters and _, e.g. forbidden), the body
+// the message. pkg/backend's Serve sets it for handler errors.
+const HeaderError = "Rc-Error"
+
+// answer passes a back-end's rpc answer to the client: as `reply`, or as
+// `error` when the back-end said so (Rc-Error, or a NATS micro service
+// error) or the answer is too large. Answers that are not what a client can
+// use are logged (rate-limited), never fatal.
+func (s *Session) answer(id reqID, method string, resp *nats.Msg) {
+	h := s.hub
+	if code := resp.Header.Get(HeaderError); code != "" {
+		if !validErrorCode(code) {
+			h.rpcWarn.warn(h.log, "rpc answer has an invalid Rc-Error code; sent as unavailable", "method", method)
+			code = CodeUnavailable
+		}
+		msg := string(resp.Data)
+		if msg == "" {
+			msg = "rpc " + quote(method) + " failed"
+		}
+		s.fail(id, code, cut(msg, maxEventText))
+		return
+	}
+	if code := resp.Header.Get("Nats-Service-Error-Code"); code != "" {
+		msg := resp.Header.Get("Nats-Service-Error")
+		if msg == "" {
+			msg = "error " + code
+		}
+		s.fail(id, CodeUnavailable, cut("rpc "+quote(method)+" failed: "+msg, maxEventText))
+		return
+	}
+	if len(resp.Data) > h.o.MaxReply {
+		h.rpcWarn.warn(h.log, "rpc answer too large for a client; sent as too_large", "method", method, "bytes", len(resp.Data), "max", h.o.MaxReply)
+		s.fail(id, CodeTooLarge, fmt.Sprintf("the answer to rpc %s is %d bytes: at most %d", quote(method), len(resp.Data), h.o.MaxReply))
+		return
+	}
+	if !utf8.Valid(resp.Data) {
+		// Passed on as a string with U+FFFD for the bad bytes (appendData).
+		h.rpcWarn.warn(h.log, "rpc answer is not UTF-8 text; passed on as a string", "method", method, "bytes", len(resp.Data))
+	}
+	s.reply(func(b []byte) []byte { return appendReply(b, id, resp.Data) })
+}
+
+// validErrorCode accepts 1–32 of [a-z_]: what the wire's error codes look
+// like.
+func validErrorCode(c string) bool {
+	if len(c) == 0 || len(c) > 32 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		if (c[i] < 'a' || c[i] > 'z') && c[i] != '_' {
+			return false
+		}
+	}
+	return true
+}
+
 // rpc sends a request to rc.rpc.<method> without blocking the caller: the
 // request waits on its own goroutine, at most MaxRPCInFlight per node, and
 // the answer comes back as reply (or error) with the same id.
@@ -249,7 +325,7 @@ func (s *Session) rpc(req *request) {
 		resp, err := h.nc.RequestMsgWithContext(ctx, msg)
 		switch {
 		case err == nil:
-			s.reply(func(b []byte) []byte { return appendReply(b, id, resp.Data) })
+			s.answer(id, method, resp)
 		case errors.Is(err, nats.ErrNoResponders):
 			s.fail(id, CodeNotFound, fmt.Sprintf("no service answers rpc %s", quote(method)))
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):

@@ -66,6 +66,10 @@ const (
 	// DefaultMaxRPCInFlight bounds the rpc requests a node has open; each
 	// holds one goroutine (~8 KiB) while it waits.
 	DefaultMaxRPCInFlight = 1024
+	// DefaultMaxReply is the largest rpc answer passed to a client, in
+	// bytes: a quarter of the default per-connection queue (1 MiB), so one
+	// answer cannot get its session cut as a slow consumer.
+	DefaultMaxReply = 256 << 10
 	// DefaultShards: room messages are delivered by this many goroutines
 	// (shard = hash(room) % Shards), so a room's messages keep their order
 	// and goroutines stay O(shards), not O(rooms). 4 keeps both cores busy
@@ -122,6 +126,12 @@ type Options struct {
 	// MaxRPCInFlight per node; 0 means DefaultMaxRPCInFlight. Past it,
 	// rpc answers `unavailable` at once.
 	MaxRPCInFlight int
+	// MaxReply is the largest rpc answer in bytes; a larger one reaches the
+	// client as error too_large. 0 means DefaultMaxReply.
+	MaxReply int
+	// Events says when lifecycle events are published (events.go); the
+	// zero value is EventsAuto.
+	Events EventsMode
 	// Shards and ShardQueue size the room fan-out; 0 means the defaults.
 	Shards, ShardQueue int
 }
@@ -154,6 +164,9 @@ func (o *Options) setDefaults() {
 	if o.MaxRPCInFlight <= 0 {
 		o.MaxRPCInFlight = DefaultMaxRPCInFlight
 	}
+	if o.MaxReply <= 0 {
+		o.MaxReply = DefaultMaxReply
+	}
 	if o.Shards <= 0 {
 		o.Shards = DefaultShards
 	}
@@ -180,6 +193,8 @@ type Hub struct {
 	shards   []chan *nats.Msg
 	direct   chan *nats.Msg
 	rpcSlots chan struct{}
+	events   *eventPub
+	rpcWarn  logLimiter // rpc answers that are not passed on as they came
 
 	ctx    context.Context // ends with Close; parent of rpc requests
 	cancel context.CancelFunc
@@ -264,6 +279,8 @@ func New(o Options) (*Hub, error) {
 		h.pres = p
 	}
 	h.pres.Listen(listener{h})
+	h.events = newEventPub(h)
+	o.Metrics.SetFanoutDropped(func() float64 { return float64(h.Dropped()) })
 	for range o.Shards {
 		h.shards = append(h.shards, make(chan *nats.Msg, o.ShardQueue))
 	}
@@ -323,6 +340,9 @@ func (h *Hub) startLocked(ctx context.Context) error {
 		}
 		h.directSubs = append(h.directSubs, sub)
 	}
+	if err := h.events.start(); err != nil {
+		return err
+	}
 	if err := h.pres.Start(ctx); err != nil {
 		return fmt.Errorf("room: %w", err)
 	}
@@ -351,6 +371,7 @@ func (h *Hub) Close() error {
 	for _, s := range h.directSubs {
 		_ = s.Unsubscribe()
 	}
+	h.events.stop()
 	h.mu.Unlock()
 	err := h.pres.Close()
 	h.cancel()

@@ -96,8 +96,7 @@ func (h *Hub) register(s *Session) {
 	h.mu.Unlock()
 	if old != nil {
 		h.log.Info("session id taken over by a new connection", "session", s.id, "user", s.user)
-		old.conn.Close(frame.ClosePolicy, "session taken over by a new connection")
-		old.markClosed()
+		old.closeWith(frame.ClosePolicy, "session taken over by a new connection")
 		old.cleanup()
 	}
 	h.mu.Lock()

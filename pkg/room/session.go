@@ -34,6 +34,9 @@ type Identity struct {
 	Allow *names.Patterns
 	// Route is the continuous route the connection came in on, if any.
 	Route string
+	// Remote is the client's address (host:port) as the node sees it, for
+	// the connect event.
+	Remote string
 }
 
 // Session is one client connection's state in the Hub.
@@ -50,13 +53,24 @@ type Session struct {
 	conn Conn
 
 	// Immutable after Open.
-	id, user, route string
-	meta            json.RawMessage // compact
-	allow           *names.Patterns
-	auto            []string // valid rooms from Identity.Rooms
-	connectedAt     int64    // unix ms
+	id, user, route, remote string
+	meta                    json.RawMessage // compact
+	allow                   *names.Patterns
+	connectedAt             int64 // unix ms
+
+	// auto are the rooms granted beyond allow: valid rooms from
+	// Identity.Rooms, plus those a back-end joined the session to
+	// (rc.control.join). Guarded by mu.
+	auto []string
 
 	closed atomic.Bool // Closed was called or a send failed: release pending
+	// closing is the close code and reason, set once by whoever closes
+	// first (the Hub with its reason, or Closed with the loop's code), for
+	// the close event.
+	closing atomic.Pointer[closeInfo]
+	// hold queues frames sent to s before its welcome (see Open); nil
+	// once the welcome is out.
+	hold atomic.Pointer[holdQueue]
 
 	mu      sync.Mutex
 	cleaned bool    // released: every later call is a no-op
@@ -68,9 +82,13 @@ type Session struct {
 	strikes int32
 }
 
-// Open makes the session for a new connection: it sends welcome, then joins
-// Identity.Rooms (each answered by a session:list, or an error without id).
-// Called once per connection, before any Receive.
+// Open makes the session for a new connection: it joins Identity.Rooms, then
+// sends welcome, then a session:list per room (or an error without id for a
+// room it could not join). Because the rooms are joined first, a message
+// published to one of them once the client holds the welcome reaches it;
+// whatever reaches the session before its welcome is out (room messages,
+// presence, direct messages) is held and sent right after it. Called once
+// per connection, before any Receive.
 func (h *Hub) Open(id Identity, c Conn) *Session {
 	s := &Session{
 		hub:         h,
@@ -78,6 +96,7 @@ func (h *Hub) Open(id Identity, c Conn) *Session {
 		id:          id.Session,
 		user:        id.User,
 		route:       id.Route,
+		remote:      id.Remote,
 		meta:        compactJSON(id.Meta),
 		allow:       id.Allow,
 		connectedAt: time.Now().UnixMilli(),
@@ -114,25 +133,95 @@ func (h *Hub) Open(id Identity, c Conn) *Session {
 		s.cleaned = true
 		return s
 	}
-	pingSeconds := int64((h.o.PingInterval + time.Second - 1) / time.Second)
-	if err := c.Send(prepare(func(b []byte) []byte { return appendWelcome(b, s, h.o.Node, pingSeconds) })); err != nil {
-		s.closed.Store(true)
-		s.cleaned = true
-		return s
-	}
-	h.outReply.Inc()
+	s.hold.Store(&holdQueue{})
 	h.register(s)
-	for _, err := range bad {
-		s.fail(reqID{}, CodeBadRequest, err.Error())
+	type outcome struct {
+		r         *room
+		code, msg string
 	}
-	for _, r := range s.auto {
+	joined := make([]outcome, 0, len(s.auto))
+	for _, name := range s.auto {
 		if s.closed.Load() {
 			break
 		}
-		s.join(reqID{}, r, nil)
+		r, _, code, msg := s.enter(name, nil, false)
+		joined = append(joined, outcome{r, code, msg})
+	}
+	pingSeconds := int64((h.o.PingInterval + time.Second - 1) / time.Second)
+	err := c.Send(prepare(func(b []byte) []byte { return appendWelcome(b, s, h.o.Node, pingSeconds) }))
+	s.releaseHold(err == nil)
+	if err != nil {
+		s.markClosed() // registered and maybe in rooms: the reaper releases it
+		return s
+	}
+	h.outReply.Inc()
+	s.eventConnect()
+	for _, o := range joined {
+		if o.r != nil {
+			s.eventJoin(o.r.name)
+		}
+	}
+	for _, err := range bad {
+		s.fail(reqID{}, CodeBadRequest, err.Error())
+	}
+	for _, o := range joined {
+		if o.r == nil {
+			s.fail(reqID{}, o.code, o.msg)
+			continue
+		}
+		h.sendList(s, o.r, reqID{}, reqID{})
 	}
 	h.log.Debug("session open", "session", s.id, "user", s.user)
 	return s
+}
+
+// holdQueue keeps the frames sent to a session before its welcome.
+type holdQueue struct {
+	mu     sync.Mutex
+	frames []*frame.Prepared
+	done   bool
+}
+
+// held queues f if s is still waiting for its welcome to go out, and
+// reports whether it did; otherwise the caller sends f itself. Small enough
+// to inline: on the fan-out's hot path it is one atomic load.
+func (s *Session) held(f *frame.Prepared) bool {
+	q := s.hold.Load()
+	return q != nil && q.add(f)
+}
+
+func (q *holdQueue) add(f *frame.Prepared) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.done {
+		return false
+	}
+	q.frames = append(q.frames, f)
+	return true
+}
+
+// releaseHold sends the held frames (or drops them if the welcome failed),
+// then lets frames through. A frame queued while the held ones are sent is
+// sent in the next round, so nothing overtakes a held frame.
+func (s *Session) releaseHold(send bool) {
+	q := s.hold.Load()
+	for {
+		q.mu.Lock()
+		fs := q.frames
+		q.frames = nil
+		if len(fs) == 0 || !send {
+			q.done = true
+			q.mu.Unlock()
+			break
+		}
+		q.mu.Unlock()
+		for _, f := range fs {
+			if err := s.conn.Send(f); err != nil {
+				s.markClosed()
+			}
+		}
+	}
+	s.hold.Store(nil)
 }
 
 // ID is the session id.
@@ -198,8 +287,9 @@ func (s *Session) ReceiveBinary(data []byte) {
 // safe to call from inside Conn.Send or Conn.Close (the loop does): the
 // release runs on the Hub's reaper goroutine, never on the caller's stack,
 // so it cannot deadlock on a lock the caller holds. code is the close code,
-// for logs.
+// for logs and the close event.
 func (s *Session) Closed(code uint16) {
+	s.closing.CompareAndSwap(nil, &closeInfo{code: code})
 	if s.markClosed() {
 		s.hub.log.Debug("session closed", "session", s.id, "user", s.user, "code", code)
 	}
@@ -231,13 +321,40 @@ func (s *Session) cleanup() {
 	for _, r := range rooms {
 		h.removeMember(r, s)
 		h.pres.Leave(r.name, s.id)
+		s.eventLeave(r.name)
 	}
 	h.unregister(s)
+	code, reason := frame.CloseAbnormal, ""
+	if ci := s.closing.Load(); ci != nil {
+		code, reason = ci.code, ci.reason
+	}
+	if reason == "" {
+		reason = closeReasons[code]
+	}
+	s.eventClose(code, reason)
 }
 
-// send queues f on the connection. A failure means the connection is
-// closing: release the session even if the loop's Closed never comes.
+// closeInfo is how a session was closed.
+type closeInfo struct {
+	code   uint16
+	reason string
+}
+
+// closeWith closes the connection with code and reason, recording them for
+// the close event, and releases the session.
+func (s *Session) closeWith(code uint16, reason string) {
+	s.closing.CompareAndSwap(nil, &closeInfo{code: code, reason: reason})
+	s.conn.Close(code, reason)
+	s.markClosed()
+}
+
+// send queues f on the connection (or holds it until the welcome is out).
+// A failure means the connection is closing: release the session even if
+// the loop's Closed never comes.
 func (s *Session) send(f *frame.Prepared) {
+	if s.held(f) {
+		return
+	}
 	if err := s.conn.Send(f); err != nil {
 		s.markClosed()
 	}
@@ -256,9 +373,13 @@ func (s *Session) ack(id reqID) {
 }
 
 // fail sends an error; the message is for people and says what to change.
+// Back-ends hear of it as an error event.
 func (s *Session) fail(id reqID, code, msg string) {
 	s.hub.countError(code)
 	s.reply(func(b []byte) []byte { return appendError(b, id, code, msg) })
+	if !s.closed.Load() {
+		s.eventError(code, msg)
+	}
 }
 
 // takeToken is the token bucket: it refills by elapsed time and takes one
@@ -292,8 +413,7 @@ func (s *Session) rateLimited(id reqID) {
 	h := s.hub
 	if s.strikes > h.closeAfter {
 		h.log.Warn("rate limit: connection cut", "session", s.id, "user", s.user, "code", frame.CloseRateLimited)
-		s.conn.Close(frame.CloseRateLimited, "rate limit exceeded")
-		s.markClosed()
+		s.closeWith(frame.CloseRateLimited, "rate limit exceeded")
 		return
 	}
 	s.fail(id, CodeRateLimited, fmt.Sprintf("too many messages: at most %g per second with bursts of %d; slow down",
@@ -306,8 +426,7 @@ func (s *Session) recoverPanic() {
 	if v := recover(); v != nil {
 		s.hub.log.Error("panic handling a client message", "session", s.id, "user", s.user,
 			"err", fmt.Sprint(v), "stack", string(debug.Stack()))
-		s.conn.Close(frame.CloseInternal, "internal error")
-		s.markClosed()
+		s.closeWith(frame.CloseInternal, "internal error")
 	}
 }
 
