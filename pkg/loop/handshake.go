@@ -206,6 +206,20 @@ func (l *Loop) handshake(nc net.Conn) {
 	}
 }
 
+// newConn makes a connection's state and counts it open.
+func (l *Loop) newConn(h Handler, fd int, remote netip.AddrPort, deflate bool) *Conn {
+	c := &Conn{loop: l, h: h, fd: int32(fd), remote: remote, deflate: deflate}
+	c.parser.MaxMessage = l.opts.MaxMessage
+	c.parser.Deflate = deflate
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
+	c.lastPing = now
+	l.active.Add(1)
+	l.metrics.Connections.Inc()
+	l.metrics.Accepted.Inc()
+	return c
+}
+
 // adopt moves an upgraded connection from Go's netpoller to ours: the fd is
 // duplicated and the net.Conn closed, so the runtime forgets it and no
 // goroutine or buffer of net's stays behind.
@@ -233,15 +247,7 @@ func (l *Loop) adopt(nc net.Conn, h Handler, remote netip.AddrPort, deflate bool
 		unix.Close(fd)
 		return err
 	}
-	c := &Conn{loop: l, h: h, fd: int32(fd), remote: remote, deflate: deflate}
-	c.parser.MaxMessage = l.opts.MaxMessage
-	c.parser.Deflate = deflate
-	now := time.Now().UnixNano()
-	c.lastRead.Store(now)
-	c.lastPing = now
-	l.active.Add(1)
-	l.metrics.Connections.Inc()
-	l.metrics.Accepted.Inc()
+	c := l.newConn(h, fd, remote, deflate)
 	// The adopting goroutine owns the read side until OnOpen returns: a
 	// teardown or event that comes in meanwhile (a welcome write failing,
 	// say) only marks readAgain, so no handler call overlaps OnOpen.

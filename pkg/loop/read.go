@@ -141,25 +141,38 @@ func (c *Conn) isClosing() bool {
 // teardown closes the socket and forgets the connection. Only the read job
 // calls it.
 func (c *Conn) teardown() {
-	c.mu.Lock()
-	if c.gone {
-		c.mu.Unlock()
+	if !c.markGone() {
 		return
 	}
-	c.gone = true
-	c.torn.Store(true)
-	clear(c.queue)
-	c.queue = nil
-	c.queued = 0
-	c.mu.Unlock()
-
 	fd := int(c.fd)
 	l := c.loop
 	l.conns.set(fd, nil)
 	l.poller.remove(fd)
 	unix.Close(fd)
 	c.parser.Release()
-	l.metrics.Connections.Dec()
+	c.forget()
+}
+
+// markGone makes every later write a no-op and drops the queue. It reports
+// false if the connection was already gone.
+func (c *Conn) markGone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		return false
+	}
+	c.gone = true
+	c.torn.Store(true)
+	clear(c.queue)
+	c.queue = nil
+	c.queued = 0
+	return true
+}
+
+// forget is the end of every connection, epoll or stream, after its socket
+// is closed.
+func (c *Conn) forget() {
+	c.loop.metrics.Connections.Dec()
 	c.notifyClosed(frame.CloseAbnormal)
-	l.active.Add(-1)
+	c.loop.active.Add(-1)
 }

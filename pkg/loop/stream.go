@@ -70,16 +70,8 @@ func (s *streams) each(fn func(*Conn)) {
 // adoptStream runs an upgraded TLS connection on its own goroutines.
 func (l *Loop) adoptStream(nc *tls.Conn, h Handler, remote netip.AddrPort, deflate bool) {
 	_ = nc.SetDeadline(time.Time{})
-	c := &Conn{loop: l, h: h, fd: -1, remote: remote, deflate: deflate,
-		stream: &stream{nc: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}}
-	c.parser.MaxMessage = l.opts.MaxMessage
-	c.parser.Deflate = deflate
-	now := time.Now().UnixNano()
-	c.lastRead.Store(now)
-	c.lastPing = now
-	l.active.Add(1)
-	l.metrics.Connections.Inc()
-	l.metrics.Accepted.Inc()
+	c := l.newConn(h, -1, remote, deflate)
+	c.stream = &stream{nc: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	l.streams.add(c)
 	c.open()
 	go c.streamWriter()
@@ -159,22 +151,11 @@ func (c *Conn) streamWriter() {
 }
 
 func (c *Conn) teardownStream() {
-	c.mu.Lock()
-	if c.gone {
-		c.mu.Unlock()
+	if !c.markGone() {
 		return
 	}
-	c.gone = true
-	c.torn.Store(true)
-	clear(c.queue)
-	c.queue = nil
-	c.queued = 0
-	c.mu.Unlock()
 	c.stream.once.Do(func() { close(c.stream.done) })
 	c.stream.nc.Close()
-	l := c.loop
-	l.streams.remove(c)
-	l.metrics.Connections.Dec()
-	c.notifyClosed(frame.CloseAbnormal)
-	l.active.Add(-1)
+	c.loop.streams.remove(c)
+	c.forget()
 }
