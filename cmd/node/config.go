@@ -69,6 +69,8 @@ func newConfig() *config {
 		{"api-rate", "requests per second per IP on /_/keys, /_/publish and /_/demo/key; 0 = no limit", (*floatValue)(&o.APIRate)},
 		{"rate-limit", "client messages per second per session (token bucket)", (*floatValue)(&o.RateLimit)},
 		{"rate-burst", "burst of the per-session token bucket", (*intValue)(&o.RateBurst)},
+		{"events", "lifecycle events on rc.events.*: auto (only while someone listens), on, off", (*stringValue)(&o.Events)},
+		{"exit-on-drain", "exit once a drain requested over rc.control.drain is done (else stay up, not ready)", (*boolValue)(&o.ExitOnDrain)},
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.logLevel)},
 		{"log-json", "JSON logs (false: text)", (*boolValue)(&c.logJSON)},
 	}

@@ -42,6 +42,7 @@ type Node struct {
 	limits   connLimits
 	apiLimit *ipLimiter
 	addr     atomic.Pointer[net.TCPAddr]
+	ctl      *control // rc.control.* (control.go)
 }
 
 // New checks o and prepares a node; Run starts it.
@@ -62,6 +63,7 @@ func New(o Options) (*Node, error) {
 		registry: o.Registry,
 		metrics:  metrics.New(o.Registry),
 		routes:   map[string]*route{},
+		ctl:      newControl(),
 	}
 	n.limits = connLimits{maxTotal: o.MaxConns, maxPerIP: o.MaxConnsPerIP}
 	if n.limits.maxTotal == 0 {
@@ -107,6 +109,7 @@ func (n *Node) Run(ctx context.Context) error {
 		if !errors.Is(err, loop.ErrClosed) {
 			n.log.Error("serve failed", "err", err)
 		}
+	case <-n.ctl.exit: // drained over rc.control.drain with ExitOnDrain
 	}
 	return n.drain()
 }
@@ -136,16 +139,23 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	events, err := room.ParseEventsMode(n.opts.Events)
+	if err != nil {
+		return err
+	}
 	n.hub, err = room.New(room.Options{
 		Node: n.opts.NodeID, NC: n.bus.NC, Subjects: n.subjects, Logger: n.log, Metrics: n.metrics,
 		Presence: n.tracker, PingInterval: n.opts.PingInterval, MaxRoomsPerSession: n.opts.MaxRooms, MaxMeta: n.opts.MaxMeta,
 		RateLimit:  room.RateLimit{PerSecond: n.opts.RateLimit, Burst: n.opts.RateBurst},
-		RPCTimeout: n.opts.RPCTimeout,
+		RPCTimeout: n.opts.RPCTimeout, Events: events,
 	})
 	if err != nil {
 		return err
 	}
 	if err := n.hub.Start(ctx); err != nil {
+		return err
+	}
+	if err := n.startControl(); err != nil {
 		return err
 	}
 	var tlsConf *tls.Config
@@ -195,6 +205,7 @@ func (n *Node) drain() error {
 }
 
 func (n *Node) stopBackends() {
+	n.stopControl()
 	if n.hub != nil {
 		_ = n.hub.Close()
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomcast/roomcast/pkg/names"
+	"github.com/roomcast/roomcast/pkg/room"
 )
 
 // Route is a continuous WebSocket path from the config file.
@@ -22,7 +23,15 @@ type Route struct {
 	// Allow are the room patterns a session on this route may join and
 	// publish to (NATS wildcards). Empty: only Rooms.
 	Allow []string `yaml:"allow" json:"allow"`
+	// Headers are the request headers an auth: hook route forwards on
+	// rc.auth.connect (Origin and Cookie always go). Empty: DefaultHookHeaders.
+	Headers []string `yaml:"headers" json:"headers"`
 }
+
+// DefaultHookHeaders are the headers forwarded to the auth hook when a route
+// names none: enough for bearer tokens, IP guards behind a proxy and
+// localisation; nothing else leaves the node.
+var DefaultHookHeaders = []string{"Authorization", "User-Agent", "X-Forwarded-For", "X-Real-Ip", "Accept-Language"}
 
 // Options configure a node. cmd/node fills it from flags, ROOMCAST_* env and
 // the YAML file; defaults are in Defaults.
@@ -59,6 +68,8 @@ type Options struct {
 	APIRate            float64 // requests per second per IP on /_/keys and /_/publish; 0 = no limit
 	RateLimit          float64 // client messages per second per session
 	RateBurst          int
+	Events             string // lifecycle events: auto, on or off (room.ParseEventsMode)
+	ExitOnDrain        bool   // rc.control.drain exits the process once drained
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // nil: a new one, served on /metrics
@@ -97,12 +108,17 @@ func Defaults() Options {
 		// far below what hurts a node.
 		RateLimit: 50,
 		RateBurst: 100,
+		// Published only while a back-end listens: free when nobody does.
+		Events: "auto",
 	}
 }
 
 func (o *Options) validate() error {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if _, err := room.ParseEventsMode(o.Events); err != nil {
+		return fmt.Errorf("--events: %w", err)
 	}
 	if o.NodeID == "" || !names.ValidToken(o.NodeID) {
 		return fmt.Errorf("node id %q is invalid: use 1–128 chars of [A-Za-z0-9_-:@=] (set --node-id)", o.NodeID)
@@ -134,8 +150,28 @@ func (o *Options) validate() error {
 		if _, err := names.Compile(r.Allow); err != nil {
 			return fmt.Errorf("route %q: %w", r.Path, err)
 		}
+		for _, h := range r.Headers {
+			if !validHeaderName(h) {
+				return fmt.Errorf("route %q: header %q is not a header name: use letters, digits and -", r.Path, h)
+			}
+		}
 	}
 	return nil
 }
 
 func isReservedPath(p string) bool { return len(p) >= 3 && p[:3] == "/_/" }
+
+// validHeaderName accepts what may be a header name in a route's headers
+// list: 1–64 of [A-Za-z0-9-].
+func validHeaderName(h string) bool {
+	if len(h) == 0 || len(h) > 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"time"
@@ -127,14 +128,17 @@ type hookAnswer struct {
 	AllowRooms []string        `json:"allow_rooms"`
 }
 
-// hookHeaders are the request headers forwarded to the auth hook besides
-// Origin and Cookie; the rest stay on the node.
-var hookHeaders = []string{"Authorization", "User-Agent", "X-Forwarded-For", "X-Real-Ip", "Accept-Language"}
-
 func (n *Node) hook(ctx context.Context, r *loop.Request, rt *route) (loop.Handler, *loop.Rejection) {
 	req := hookRequest{Path: r.Path, Query: r.RawQuery, Origin: r.Origin, Cookies: r.Header["Cookie"],
 		Remote: r.Remote.String(), Node: n.opts.NodeID, Headers: map[string]string{}}
-	for _, h := range hookHeaders {
+	// Only the route's allow-list leaves the node (Route.Headers); the
+	// loop's header names are canonical.
+	forward := rt.Headers
+	if len(forward) == 0 {
+		forward = DefaultHookHeaders
+	}
+	for _, h := range forward {
+		h = textproto.CanonicalMIMEHeaderKey(h)
 		if v, ok := r.Header[h]; ok {
 			req.Headers[h] = v
 		}
@@ -236,6 +240,7 @@ type session struct {
 
 func (h *session) OnOpen(c *loop.Conn) {
 	h.n.limits.opened(c.Remote().Addr().Unmap())
+	h.id.Remote = c.Remote().String()
 	h.s = h.n.hub.Open(*h.id, c)
 	h.id = nil
 }
