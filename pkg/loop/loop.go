@@ -166,20 +166,22 @@ func (l *Loop) Drain(ctx context.Context, window time.Duration) error {
 	l.draining.Store(true)
 	var all []*Conn
 	l.eachConn(func(c *Conn) { all = append(all, c) })
-	var step time.Duration
-	if len(all) > 1 {
-		step = window / time.Duration(len(all))
-	}
+	// Close i is due at start + i·window/n, measured from the start, so
+	// timer overshoot never accumulates: a late close catches up at once.
+	start := time.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
 	for i, c := range all {
-		if step > 0 && i > 0 {
-			t.Reset(step)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return ctx.Err()
+		if len(all) > 1 {
+			due := start.Add(window * time.Duration(i) / time.Duration(len(all)))
+			if wait := time.Until(due); wait > 0 {
+				t.Reset(wait)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 		}
 		c.Close(frame.CloseGoingAway, "node draining: reconnect")

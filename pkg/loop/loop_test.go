@@ -242,9 +242,10 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 }
 
 type hookHandler struct {
-	open  func(*Conn)
-	mu    sync.Mutex
-	codes []uint16
+	open    func(*Conn)
+	onClose func(code uint16)
+	mu      sync.Mutex
+	codes   []uint16
 }
 
 func (h *hookHandler) OnOpen(c *Conn)                        { h.open(c) }
@@ -252,7 +253,11 @@ func (h *hookHandler) OnMessage(*Conn, frame.Opcode, []byte) {}
 func (h *hookHandler) OnClose(_ *Conn, code uint16) {
 	h.mu.Lock()
 	h.codes = append(h.codes, code)
+	f := h.onClose
 	h.mu.Unlock()
+	if f != nil {
+		f(code)
+	}
 }
 func (h *hookHandler) code() uint16 {
 	h.mu.Lock()
@@ -329,4 +334,46 @@ func TestTLSEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return l.Conns() == 0 }, "tls connection not torn down after close")
+}
+
+// Drain spreads 1001s over the window and keeps to it however many
+// connections there are: closes are scheduled from the start, not by
+// sleeping a step each (overshoot would add up).
+func TestDrainKeepsToWindow(t *testing.T) {
+	var mu sync.Mutex
+	var closedAt []time.Time
+	h := &hookHandler{open: func(*Conn) {}}
+	l, addr := startLoop(t, Options{}, h)
+	const n = 300
+	for i := 0; i < n; i++ {
+		dial(t, addr, "/ws")
+	}
+	waitFor(t, func() bool { return l.Conns() == n }, "not all connected")
+	h.mu.Lock()
+	h.onClose = func(uint16) { mu.Lock(); closedAt = append(closedAt, time.Now()); mu.Unlock() }
+	h.mu.Unlock()
+	start := time.Now()
+	window := 600 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Drain(ctx, window); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(closedAt) != n {
+		t.Fatalf("%d of %d closed", len(closedAt), n)
+	}
+	last := closedAt[len(closedAt)-1].Sub(start)
+	first := closedAt[0].Sub(start)
+	if last > window+300*time.Millisecond || last < window*8/10 || first > 100*time.Millisecond {
+		t.Fatalf("closes from %v to %v, want spread over %v", first, last, window)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, code := range h.codes {
+		if code != frame.CloseGoingAway {
+			t.Fatalf("close code %d, want 1001", code)
+		}
+	}
 }
