@@ -8,16 +8,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-const (
-	// refillTimeout bounds one gap refill. The refill runs on the fan-out
-	// goroutine of the room's shard, so it must not hold it for long; past
-	// it the live message is delivered anyway (the gap stays, counted).
-	refillTimeout = 2 * time.Second
-	// maxEarly bounds the messages a feed holds before its first Attach
-	// tells it where the room stands. Dropping beyond it is safe: the next
-	// kept message shows a gap and is refilled.
-	maxEarly = 4096
-)
+// refillTimeout bounds one gap refill. The refill runs on the fan-out
+// goroutine of the room's shard, so it must not hold it for long; past it
+// the live message is delivered anyway (the gap stays, counted).
+const refillTimeout = 2 * time.Second
 
 // Feed turns one room's live messages on one node (rc.stored.<room>, in
 // arrival order) into a stream with no hole, no duplicate and no reordering,
@@ -35,11 +29,10 @@ type Feed struct {
 	emit    func(m Msg, epoch string)
 
 	mu      sync.Mutex
-	ready   bool   // last is known (set by the first Attach)
+	ready   bool   // last is known: from the first Attach or live message
 	settled bool   // a live message above the initial position was seen
 	last    uint64 // sequence of the last message emitted (or the initial position)
 	epoch   string
-	early   []*nats.Msg // live messages that came before ready
 }
 
 // NewFeed returns the feed of room, which must be a room of st. emit
@@ -65,17 +58,30 @@ func (f *Feed) Live(m *nats.Msg) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.ready {
-		if len(f.early) < maxEarly {
-			f.early = append(f.early, m)
-		}
-		return
+		// No member has attached yet (members joined without a position:
+		// auto-joined rooms, a back-end's join): the room starts here.
+		f.start(prev)
 	}
 	f.accept(seq, prev, m)
 }
 
+// start makes the feed ready at position last; f.mu is held.
+func (f *Feed) start(last uint64) {
+	if f.st.Epoch() == "" {
+		// The stream was not reachable when the node started.
+		ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
+		f.st.refresh(ctx)
+		cancel()
+	}
+	f.ready, f.last, f.epoch = true, last, f.st.Epoch()
+}
+
 // accept delivers one live message; f.mu is held.
 func (f *Feed) accept(seq, prev uint64, m *nats.Msg) {
-	if e := f.st.Epoch(); e != "" && e != f.epoch {
+	switch e := f.st.Epoch(); {
+	case f.epoch == "":
+		f.epoch = e // learnt late: not a reset
+	case e != "" && e != f.epoch:
 		f.reset(e)
 	}
 	if seq <= f.last {
@@ -106,7 +112,10 @@ func (f *Feed) checkReset() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
 	defer cancel()
 	f.st.refresh(ctx)
-	if e := f.st.Epoch(); e != f.epoch {
+	switch e := f.st.Epoch(); {
+	case f.epoch == "":
+		f.epoch = e
+	case e != "" && e != f.epoch:
 		f.reset(e)
 		return true
 	}
@@ -146,8 +155,10 @@ func (f *Feed) refill(seq uint64) {
 
 // Attach calls fn with the room's current position, under the feed's lock:
 // every message emitted before fn runs is at or below that position, every
-// message emitted after it is above. The first Attach of a feed asks the
-// stream for the room's last sequence (one round trip); later ones do not.
+// message emitted after it is above. The first Attach of a feed that has
+// seen no live message asks the stream for the room's last sequence (one
+// round trip); later ones do not. Live messages stored before that lookup
+// but arriving after it are dropped as duplicates.
 func (f *Feed) Attach(ctx context.Context, fn func(Position)) error {
 	f.mu.Lock()
 	if f.ready {
@@ -173,12 +184,6 @@ func (f *Feed) Attach(ctx context.Context, fn func(Position)) error {
 	defer f.mu.Unlock()
 	if !f.ready {
 		f.ready, f.last, f.epoch = true, last, epoch
-		early := f.early
-		f.early = nil
-		for _, m := range early {
-			seq, prev, _ := parseLive(m)
-			f.accept(seq, prev, m)
-		}
 	}
 	fn(Position{Seq: f.last, Epoch: f.epoch})
 	return nil

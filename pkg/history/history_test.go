@@ -297,25 +297,51 @@ func TestFeedRefillsGaps(t *testing.T) {
 
 func TestFeedDropsWhatAttachCovers(t *testing.T) {
 	e := newEnv(t, Config{Rooms: "chat.>"})
-	f, c := e.liveFeed(t, "chat.a", func(int) bool { return true })
-	// Stored and delivered live before the feed knows its position: the
-	// initial position covers them, so they are not emitted again.
+	c := &collector{}
+	f := e.store.For("chat.a").NewFeed("chat.a", c.emit)
+	sub, err := e.nc.SubscribeSync(e.store.LiveSubject("chat.a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.nc.Flush()
+	// Stored before the attach's lookup but arriving after it: the
+	// position covers them, so they are not emitted again.
 	e.publish(t, "chat.a", 0, 10)
-	bustest.Eventually(t, 5*time.Second, func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.early) == 10
-	}, "early messages not buffered")
 	var at Position
 	if err := f.Attach(ctx(t), func(p Position) { at = p }); err != nil {
 		t.Fatal(err)
 	}
 	e.publish(t, "chat.a", 10, 5)
-	bustest.Eventually(t, 5*time.Second, func() bool { _, ns, _ := c.snapshot(); return len(ns) >= 5 }, "feed emitted fewer than 5")
+	for range 15 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Live(m)
+	}
 	seqs, ns, _ := c.snapshot()
 	checkRun(t, seqs, ns, 10, 15)
-	if seqs[0] <= at.Seq {
-		t.Errorf("first emitted seq %d is not above the attach position %d", seqs[0], at.Seq)
+	if seqs[0] != at.Seq+1 {
+		t.Errorf("first emitted seq %d; want the one after the attach position %d", seqs[0], at.Seq)
+	}
+}
+
+func TestFeedStartsAtFirstLiveMessage(t *testing.T) {
+	e := newEnv(t, Config{Rooms: "chat.>"})
+	e.publish(t, "chat.a", -3, 3)
+	// Members that joined without attaching (auto-joined rooms) get what
+	// arrives live, from the first message on.
+	f, c := e.liveFeed(t, "chat.a", func(int) bool { return true })
+	e.publish(t, "chat.a", 0, 10)
+	bustest.Eventually(t, 5*time.Second, func() bool { _, ns, _ := c.snapshot(); return len(ns) == 10 }, "feed emitted fewer than 10")
+	var at Position
+	if err := f.Attach(ctx(t), func(p Position) { at = p }); err != nil {
+		t.Fatal(err)
+	}
+	seqs, ns, _ := c.snapshot()
+	checkRun(t, seqs, ns, 0, 10)
+	if at.Seq != seqs[9] {
+		t.Errorf("attach position %d; want the last emitted %d", at.Seq, seqs[9])
 	}
 }
 

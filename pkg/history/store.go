@@ -187,8 +187,8 @@ func (s *Store) checkLoop() {
 	}
 }
 
-// For returns the stream keeping room's history, or nil if room keeps none.
-// room must be a valid room name.
+// For returns the stream keeping room's history, or nil if room keeps none
+// (always nil for a nil Store). room must be a valid room name.
 func (s *Store) For(room string) *Stream {
 	if s == nil {
 		return nil
@@ -211,7 +211,7 @@ func (s *Store) LiveSubject(room string) string { return s.storedPrefix + room }
 
 // RoomFromLive returns the room of an rc.stored.<room> subject.
 func (s *Store) RoomFromLive(subject string) (string, bool) {
-	if len(subject) <= len(s.storedPrefix) || subject[:len(s.storedPrefix)] != s.storedPrefix {
+	if s == nil || len(subject) <= len(s.storedPrefix) || subject[:len(s.storedPrefix)] != s.storedPrefix {
 		return "", false
 	}
 	return subject[len(s.storedPrefix):], true

@@ -36,6 +36,7 @@ func (h *Hub) drainShard(ch chan *nats.Msg) {
 func (h *Hub) deliverRoom(m *nats.Msg, scratch *[]byte) {
 	name, ok := h.o.Subjects.RoomFromSubject(m.Subject)
 	if !ok {
+		h.deliverStored(m) // a history room: rc.stored.<room>
 		return
 	}
 	h.mu.RLock()

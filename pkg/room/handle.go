@@ -20,13 +20,16 @@ import (
 // written for people.
 func checkRoom(room string) error { return names.CheckRoom(room) }
 
-const unknownType = "use join, leave, publish, send, rpc, presence or ping"
+const unknownType = "use join, leave, publish, send, rpc, presence, history or ping"
 
 // dispatch runs one valid client message. Called with s.mu held.
 func (s *Session) dispatch(req *request) {
 	switch req.Type {
 	case typeJoin:
 		if !s.needRoom(req) {
+			return
+		}
+		if s.joinHistory(req) {
 			return
 		}
 		s.join(req.ID, req.Room, req.Meta)
@@ -49,6 +52,11 @@ func (s *Session) dispatch(req *request) {
 			return
 		}
 		s.presence(req.ID, req.Room)
+	case typeHistory:
+		if !s.needRoom(req) {
+			return
+		}
+		s.history(req)
 	case typePing:
 		s.reply(func(b []byte) []byte { return appendPong(b, req.ID) })
 	case "":

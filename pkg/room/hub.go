@@ -15,6 +15,7 @@ import (
 
 	"github.com/roomcast/roomcast/pkg/bus"
 	"github.com/roomcast/roomcast/pkg/frame"
+	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/metrics"
 	"github.com/roomcast/roomcast/pkg/presence"
 )
@@ -134,6 +135,8 @@ type Options struct {
 	Events EventsMode
 	// Shards and ShardQueue size the room fan-out; 0 means the defaults.
 	Shards, ShardQueue int
+	// History says which rooms keep history (history.go); nil: none.
+	History *history.Store
 }
 
 func (o *Options) setDefaults() {
@@ -211,6 +214,7 @@ type Hub struct {
 	dropped    int // drops counted on room subscriptions since removed
 	started    bool
 	closed     atomic.Bool
+	hist       hubHistory // joiners of history rooms (history.go)
 
 	// Sessions whose connection is gone wait here for the reaper, so that
 	// Closed never takes a lock its caller may hold (see Session.Closed).
@@ -242,6 +246,8 @@ type room struct {
 	// presMu orders presence output to the room's members: Listener calls
 	// and the session:list sent to a joiner (see sendList).
 	presMu sync.Mutex
+	// hist is the room's history (history.go); nil if it keeps none.
+	hist *roomHistory
 }
 
 // New makes a Hub; Start it before opening sessions.
@@ -285,7 +291,7 @@ func New(o Options) (*Hub, error) {
 		h.shards = append(h.shards, make(chan *nats.Msg, o.ShardQueue))
 	}
 	m := o.Metrics
-	for _, t := range []string{typeJoin, typeLeave, typePublish, typeSend, typeRPC, typePresence, typePing} {
+	for _, t := range []string{typeJoin, typeLeave, typePublish, typeSend, typeRPC, typePresence, typePing, typeHistory} {
 		h.in[t] = m.MessagesIn.WithLabelValues(t)
 	}
 	h.inInvalid = m.MessagesIn.WithLabelValues("invalid")

@@ -37,7 +37,8 @@ func (h *Hub) addMember(name string, s *Session) (*room, error) {
 	fresh := r == nil
 	if fresh {
 		r = &room{name: name}
-		sub, err := h.nc.ChanSubscribe(h.o.Subjects.Room(name), h.shardFor(name))
+		r.hist = h.newRoomHistory(r)
+		sub, err := h.nc.ChanSubscribe(h.roomSubject(r), h.shardFor(name))
 		if err != nil {
 			h.mu.Unlock()
 			return nil, fmt.Errorf("room: subscribe %s: %w", name, err)

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/roomcast/roomcast/pkg/frame"
+	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/presence"
 )
 
@@ -52,6 +53,11 @@ type request struct {
 	Meta   json.RawMessage `json:"meta"`
 	Echo   optBool         `json:"echo"`
 	Method string          `json:"method"`
+	// Since, Limit, Before and After are history's (history.go).
+	Since  *history.Position `json:"since"`
+	Limit  int               `json:"limit"`
+	Before uint64            `json:"before"`
+	After  uint64            `json:"after"`
 }
 
 // reqID is the optional "id" of a client message, echoed by the reply.
@@ -125,6 +131,8 @@ func kindName(t reflect.Type) string {
 		return "true or false"
 	case reflect.Uint64, reflect.Int, reflect.Int64:
 		return "an integer"
+	case reflect.Struct:
+		return "an object"
 	}
 	return "a " + t.String()
 }
