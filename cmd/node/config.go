@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,7 +39,7 @@ func newConfig() *config {
 	c := &config{opts: node.Defaults(), logLevel: "info", logJSON: true, demo: "auto"}
 	o := &c.opts
 	c.table = []option{
-		{"config", "YAML file with the same keys as these flags, plus routes", (*stringValue)(&c.config)},
+		{"config", "YAML file with the same keys as these flags, plus routes and history", (*stringValue)(&c.config)},
 		{"listen", "HTTP and WebSocket address (host:port; port 0 picks one, logged at start)", (*stringValue)(&o.Listen)},
 		{"nats", "NATS URL list (comma-separated); empty starts an embedded NATS with JetStream", (*stringValue)(&o.NATS)},
 		{"nats-listen", "embedded NATS only: address for local services and roomcast-mint; none = in-process only", (*stringValue)(&o.NATSListen)},
@@ -119,8 +120,11 @@ func (c *config) load(args []string, getenv func(string) string, stderr io.Write
 			return fmt.Errorf("config file %s: routes: %w", c.config, err)
 		}
 		c.opts.Routes = doc.Routes
+		if c.opts.History, err = decodeHistory(b); err != nil {
+			return fmt.Errorf("config file %s: history: %w", c.config, err)
+		}
 	}
-	known := map[string]bool{"routes": true}
+	known := map[string]bool{"routes": true, "history": true}
 	for _, o := range c.table {
 		known[o.name] = true
 		if set[o.name] || o.name == "config" {
@@ -166,6 +170,22 @@ func (c *config) load(args []string, getenv func(string) string, stderr io.Write
 		return fmt.Errorf("--demo %q: use on, off or auto", c.demo)
 	}
 	return nil
+}
+
+// decodeHistory reads the `history` list of a config file strictly: a
+// misspelt key in an entry (sise: 100) is an error, not a silent default.
+// The other top-level keys are checked by load.
+func decodeHistory(b []byte) ([]node.History, error) {
+	var doc struct {
+		History []node.History `yaml:"history"`
+		Others  map[string]any `yaml:",inline"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w (each entry has rooms, size, ttl such as 10m, replicas)", err)
+	}
+	return doc.History, nil
 }
 
 func envName(name string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/roomcast/roomcast/pkg/bus"
 	"github.com/roomcast/roomcast/pkg/certs"
+	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/keys"
 	"github.com/roomcast/roomcast/pkg/loop"
 	"github.com/roomcast/roomcast/pkg/metrics"
@@ -36,6 +37,7 @@ type Node struct {
 	bus      *bus.Bus
 	keys     *keys.Store
 	tracker  *presence.Tracker
+	history  *history.Store // nil without history rooms
 	hub      *room.Hub
 	loop     *loop.Loop
 	draining atomic.Bool
@@ -133,6 +135,9 @@ func (n *Node) start(ctx context.Context) error {
 	if _, err := keys.Serve(ctx, n.bus.NC, n.subjects, n.keys, n.log); err != nil {
 		return fmt.Errorf("cannot serve rc.keys.mint: %w", err)
 	}
+	if err := n.startHistory(ctx); err != nil {
+		return err
+	}
 	n.tracker, err = presence.New(presence.Options{
 		NC: n.bus.NC, Subjects: n.subjects, Node: n.opts.NodeID, Logger: n.log, Metrics: n.metrics,
 	})
@@ -147,12 +152,15 @@ func (n *Node) start(ctx context.Context) error {
 		Node: n.opts.NodeID, NC: n.bus.NC, Subjects: n.subjects, Logger: n.log, Metrics: n.metrics,
 		Presence: n.tracker, PingInterval: n.opts.PingInterval, MaxRoomsPerSession: n.opts.MaxRooms, MaxMeta: n.opts.MaxMeta,
 		RateLimit:  room.RateLimit{PerSecond: n.opts.RateLimit, Burst: n.opts.RateBurst},
-		RPCTimeout: n.opts.RPCTimeout, Events: events,
+		RPCTimeout: n.opts.RPCTimeout, Events: events, History: n.history,
 	})
 	if err != nil {
 		return err
 	}
 	if err := n.hub.Start(ctx); err != nil {
+		return err
+	}
+	if err := n.serveHistory(); err != nil {
 		return err
 	}
 	if err := n.startControl(); err != nil {
@@ -209,6 +217,7 @@ func (n *Node) stopBackends() {
 	if n.hub != nil {
 		_ = n.hub.Close()
 	}
+	n.stopHistory()
 	if n.bus != nil {
 		_ = n.bus.Close()
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/names"
 	"github.com/roomcast/roomcast/pkg/room"
 )
@@ -48,6 +49,7 @@ type Options struct {
 	KeyTTL       time.Duration // default key lifetime
 	KeysReplicas int           // replicas of the rc-keys bucket
 	Routes       []Route       // continuous routes
+	History      []History     // rooms that keep history (see history.go)
 	Demo         bool          // serve the demo page and its endpoints
 	TLSCert      string        // PEM certificate file; with TLSKey, serve https/wss (reloaded on change)
 	TLSKey       string        // PEM key file
@@ -122,6 +124,9 @@ func (o *Options) validate() error {
 	}
 	if o.NodeID == "" || !names.ValidToken(o.NodeID) {
 		return fmt.Errorf("node id %q is invalid: use 1–128 chars of [A-Za-z0-9_-:@=] (set --node-id)", o.NodeID)
+	}
+	if err := history.Validate(o.History); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, r := range o.Routes {
