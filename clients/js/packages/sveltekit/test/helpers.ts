@@ -92,28 +92,6 @@ export async function natsTo(node: TestNode): Promise<NatsConnection> {
 	return connect({ servers: node.nats, name: 'test' });
 }
 
-/**
- * Whether the node publishes lifecycle events yet (rc.events.connect; issue 4,
- * in progress on the Go side): a public-route connection is watched for one.
- * Tests that need them skip with a note until then.
- */
-export async function nodePublishesLifecycle(node: TestNode, nc: NatsConnection, route = '/public'): Promise<boolean> {
-	let seen = false;
-	const sub = nc.subscribe('rc.events.connect', { callback: () => (seen = true) });
-	await nc.flush();
-	const b = new Browser(`${node.ws}${route}`);
-	try {
-		await b.welcome();
-		const end = Date.now() + 1_500;
-		while (!seen && Date.now() < end) await sleep(20);
-	} finally {
-		b.close();
-		sub.unsubscribe();
-	}
-	if (!seen) console.warn('SKIP: the node does not publish rc.events.connect yet (issue 4): lifecycle tests against the real node are skipped');
-	return seen;
-}
-
 export const baseRoutes: NodeOptions['routes'] = [
 	{ path: '/public', auth: 'public', rooms: ['lobby'] },
 	{ path: '/chat', auth: 'public', rooms: ['lobby'], allow: ['chat.*'] },

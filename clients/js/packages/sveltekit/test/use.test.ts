@@ -1,28 +1,26 @@
 /**
  * use(): keys minted over rc.keys.mint by a real node, sockets driven by the
- * lifecycle subjects, cleanup of keys never redeemed. NATS and the node are
- * real; where the node's lifecycle events (issue 4) are needed, the test
- * either redeems the key with a real WebSocket (skipped until the node
- * publishes them) or publishes the contract's JSON itself.
+ * lifecycle subjects, control of real sessions, cleanup of keys never
+ * redeemed. NATS and the node are real; a few tests also publish the
+ * contract's JSON themselves, as a node would, to reach cases a live socket
+ * cannot (an error event, a close before the key is redeemed).
  */
 import type { NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_KEY_EXPIRED, createRoomcast, type Roomcast, type RoomcastSocket, type SocketCloseEvent } from '../src/server/index.js';
-import { Browser, baseRoutes, eventually, json, natsTo, nodePublishesLifecycle, record, sleep, startNode, type TestNode } from './helpers.js';
+import { Browser, baseRoutes, eventually, json, natsTo, record, sleep, startNode, type TestNode } from './helpers.js';
 
 type Events = { message: unknown; chat: { text: string } };
 type Meta = { name: string };
 
 let node: TestNode;
 let nc: NatsConnection;
-let lifecycle = false;
 let rc: Roomcast<Events, Meta>;
 const quiet = { warn: () => {}, error: () => {} };
 
 beforeAll(async () => {
 	node = await startNode({ routes: baseRoutes });
 	nc = await natsTo(node);
-	lifecycle = await nodePublishesLifecycle(node, nc);
 });
 afterAll(async () => {
 	await nc?.close();
@@ -77,8 +75,7 @@ describe('use()', () => {
 		expect(url).toMatch(/^wss:\/\/rt\.example\.com\/_\/connect\/[A-Za-z0-9_-]+$/);
 	});
 
-	it('talks to the browser end to end: Connected! on open, client messages in, answers out', async (ctx) => {
-		if (!lifecycle) return ctx.skip();
+	it('talks to the browser end to end: Connected! on open, client messages in, answers out', async () => {
 		rc = createRoomcast<Events, Meta>({ nats: node.nats });
 		let socket!: RoomcastSocket<Events, Meta>;
 		const { url } = await rc.use({ locals: { user: 'bob' } }, (s) => {
@@ -95,6 +92,29 @@ describe('use()', () => {
 		await b.next((m) => m.type === 'event' && m.data === 'You said: hello');
 		b.close();
 		await eventually('closed', () => socket.readyState === 3);
+		expect(rc.sockets.size).toBe(0);
+	});
+
+	it('joins, leaves and closes a real session from the back-end', async () => {
+		rc = createRoomcast<Events, Meta>({ nats: node.nats });
+		let socket!: RoomcastSocket<Events, Meta>;
+		const closes: SocketCloseEvent<Events, Meta>[] = [];
+		const { url } = await rc.use({ locals: { user: 'erin' } }, (s) => {
+			socket = s;
+			s.addEventListener('close', (e) => closes.push(e));
+		});
+		const b = new Browser(`${node.ws}${url}`);
+		await b.welcome();
+		await eventually('open', () => socket.readyState === 1);
+		await socket.join('chat.backend', { name: 'Erin' });
+		const list = await b.next((m) => m.type === 'session:list' && m.room === 'chat.backend');
+		expect(list.sessions).toMatchObject([{ session: socket.id, meta: { name: 'Erin' } }]);
+		await socket.leave('chat.backend');
+		await b.next((m) => m.type === 'session:disconnected' && m.room === 'chat.backend');
+		socket.close(4000, 'bye from the back-end');
+		expect(await b.closed).toEqual({ code: 4000, reason: 'bye from the back-end' });
+		await eventually('close event', () => closes.length === 1);
+		expect(closes[0]).toMatchObject({ code: 4000, wasClean: true });
 		expect(rc.sockets.size).toBe(0);
 	});
 
@@ -185,7 +205,7 @@ describe('use()', () => {
 		expect(socket.readyState).toBe(2);
 		await eventually('kick', () => kicks.length === 1);
 		expect(json(kicks[0]!)).toEqual({ session: socket.id, code: 4000, reason: 'bye' });
-		// No close event from the node (until issue 4 lands): it fires after closeTimeout.
+		// No node holds this session, so no close event comes: it fires after closeTimeout.
 		await eventually('close', () => closes.length === 1, 2_000);
 		expect(closes[0]).toMatchObject({ code: 4000, reason: 'bye' });
 	});

@@ -376,6 +376,9 @@ export class Roomcast<E extends EventMap = EventMap, M = Meta> {
 			nc.subscribe(`${p}.events.error`, { callback: (err, msg) => !err && this.#onError(msg) })
 		);
 		for (const route of this.#routes.values()) this.#subscribeRoute(nc, route);
+		// Subscribed for sure before the first key exists (nodes publish events
+		// to listeners known when the event happens).
+		await nc.flush();
 		return nc;
 	}
 
