@@ -118,6 +118,23 @@ describe('use()', () => {
 		expect(rc.sockets.size).toBe(0);
 	});
 
+	it('closes live sessions with 1012 on graceful shutdown', async () => {
+		rc = createRoomcast<Events, Meta>({ nats: node.nats });
+		const browsers: Browser[] = [];
+		for (const user of ['f1', 'f2']) {
+			const { url } = await rc.use({ locals: { user } }, () => {});
+			const b = new Browser(`${node.ws}${url}`);
+			await b.welcome();
+			browsers.push(b);
+		}
+		await eventually('both open', () => [...rc.sockets.values()].every((s) => s.readyState === 1) && rc.sockets.size === 2);
+		const t0 = Date.now();
+		await rc.close();
+		expect(Date.now() - t0).toBeLessThan(1_500);
+		for (const b of browsers) expect((await b.closed).code).toBe(1012);
+		expect(rc.sockets.size).toBe(0);
+	});
+
 	it('delivers client sends as message events, opening the socket on the first one', async () => {
 		rc = createRoomcast<Events, Meta>({ nats: node.nats });
 		const { url, socket, seen, messages } = await useSocket({}, { user: 'carol' });
