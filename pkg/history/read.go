@@ -19,13 +19,19 @@ const (
 //
 // recovered says whether that is everything the member missed. It is
 // false when since is from another epoch (the stream was reset) or ahead
-// of the room, and when messages after since may have been removed from
+// of the room's last stored message, and when messages after since may
+// have been removed from
 // the stream, by size or age: then msgs is nil and the client must refetch
 // its state. Removal is oldest first within a room, so messages after since
 // are all still stored when since itself still is (the usual case: since
 // is the last event the client saw); failing that, when the stream has
 // removed nothing after since by age (its first sequence is at most
 // since+1) and the room holds fewer messages after since than its size.
+//
+// since may be above at.Seq when the client saw, on another node, messages
+// this node has not delivered yet; recovered is then true with nothing to
+// replay, and the caller must not deliver the member what is at or below
+// since.
 func (st *Stream) Replay(ctx context.Context, room string, since, at Position) (msgs []Msg, recovered bool, err error) {
 	m := st.s.m
 	defer func() {
@@ -42,8 +48,18 @@ func (st *Stream) Replay(ctx context.Context, room string, since, at Position) (
 	if since.Epoch != at.Epoch {
 		return nil, false, nil
 	}
-	if since.Seq >= at.Seq {
+	if since.Seq == at.Seq {
 		return nil, true, nil
+	}
+	if since.Seq > at.Seq {
+		// This node has not delivered yet what the client saw on another
+		// one: nothing to replay, as long as the client's position is a
+		// real one (not past the room's last stored message).
+		last, err := st.lastSeq(ctx, st.s.o.Subjects.Room(room))
+		if err != nil {
+			return nil, false, err
+		}
+		return nil, since.Seq <= last, nil
 	}
 	size := st.cfg.Size
 	proven := false // since itself is still stored

@@ -61,11 +61,17 @@ type hubHistory struct {
 	pending map[string][]*joiner // values are replaced, never modified
 }
 
-// joiner is a session joining a history room.
+// joiner is a session joining a history room. Guarded by the room's feed
+// lock, except s and room.
 type joiner struct {
 	s    *Session
 	room string
-	held []heldEvent // guarded by the room's feed lock
+	// holding: events are kept in held (the replay is not out yet).
+	// Otherwise the joiner waits for the room to pass floor, the position
+	// it had on another node: events up to floor are dropped.
+	holding bool
+	held    []heldEvent
+	floor   uint64
 }
 
 type heldEvent struct {
@@ -80,8 +86,12 @@ func (hh *hubHistory) add(j *joiner) {
 		hh.pending = make(map[string][]*joiner)
 	}
 	list := hh.pending[j.room]
-	next := make([]*joiner, len(list), len(list)+1)
-	copy(next, list)
+	next := make([]*joiner, 0, len(list)+1)
+	for _, o := range list {
+		if o.s != j.s { // an earlier join of s that still waited for its floor
+			next = append(next, o)
+		}
+	}
 	hh.pending[j.room] = append(next, j)
 }
 
@@ -171,8 +181,14 @@ func (rh *roomHistory) emit(m history.Msg, epoch string) {
 			continue
 		}
 		if j := findJoiner(pending, s); j != nil {
-			j.held = append(j.held, heldEvent{m.Seq, f})
-			continue
+			if j.holding {
+				j.held = append(j.held, heldEvent{m.Seq, f})
+				continue
+			}
+			if m.Seq <= j.floor {
+				continue
+			}
+			h.hist.remove(j) // past its position: an ordinary member now
 		}
 		if s.held(f) { // its welcome is not out yet (Open)
 			n++
@@ -208,13 +224,13 @@ func (s *Session) joinHistory(req *request) bool {
 		// No history, or a join that only updates meta: nothing to replay.
 		return false
 	}
-	j := &joiner{s: s, room: name}
+	j := &joiner{s: s, room: name, holding: true}
 	if st != nil {
 		h.hist.add(j) // before s is a member: no live event can pass its replay
-		defer h.hist.remove(j)
 	}
 	r, fresh, code, msg := s.enter(name, req.Meta, false)
 	if r == nil {
+		h.hist.remove(j)
 		s.fail(req.ID, code, msg)
 		return true
 	}
@@ -223,6 +239,7 @@ func (s *Session) joinHistory(req *request) bool {
 	}
 	rh := r.hist
 	if rh == nil { // since for a room without history
+		h.hist.remove(j)
 		h.sendListWith(s, r, req.ID, func(b []byte) []byte { return appendHistoryAck(b, req.ID, nil, req.Since != nil, false) })
 		return true
 	}
@@ -251,13 +268,22 @@ func (s *Session) joinHistory(req *request) bool {
 	}
 	h.sendListWith(s, r, req.ID, func(b []byte) []byte { return appendHistoryAck(b, req.ID, pos, req.Since != nil, recovered) })
 	s.sendReplay(name, replay, at.Epoch)
+	floor := at.Seq
+	if recovered && req.Since.Seq > floor {
+		floor = req.Since.Seq
+	}
 	rh.feed.Do(func() {
+		last := at.Seq
 		for _, e := range j.held {
-			if e.seq > at.Seq {
+			if e.seq > floor {
 				s.send(e.f)
 			}
+			last = e.seq
 		}
-		h.hist.remove(j) // from now on the fan-out sends to s directly
+		j.held, j.holding, j.floor = nil, false, floor
+		if last >= floor {
+			h.hist.remove(j) // from now on the fan-out sends to s directly
+		}
 	})
 	return true
 }

@@ -343,3 +343,44 @@ func counterValue(c prometheus.Counter) float64 {
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+// TestHistoryJoinAheadOfNode: a client that saw more on another node than
+// this node has delivered yet gets nothing twice.
+func TestHistoryJoinAheadOfNode(t *testing.T) {
+	srv := bustest.RunServer(t)
+	st := historyStore(t, srv, nil, history.Config{Rooms: "chat.>", Size: 10000})
+	fast := historyHub(t, srv, st, nil)
+	slow := startHub(t, srv, "n2", func(o *Options) { o.History = st; o.RateLimit.PerSecond = -1; o.Shards = 1 })
+	pub := bustest.Connect(t, srv)
+
+	a, arec := open(t, fast, Identity{User: "a", Allow: allowAll()})
+	send(a, `{"type":"join","room":"chat.a","id":1}`)
+	arec.expect(t, "ack")
+	// A slow member keeps n2's fan-out for the room behind.
+	lag := &slowConn{}
+	ls := slow.Open(Identity{User: "lag", Allow: allowAll()}, lag)
+	lag.session.Store(ls)
+	lag.expect(t, "welcome")
+	send(ls, `{"type":"join","room":"chat.a","id":1}`)
+	lag.expect(t, "ack")
+
+	publishN(t, pub, "chat.a", 0, 300)
+	bustest.Eventually(t, 10*time.Second, func() bool { ns, _ := ticks(arec.all(), "chat.a"); return len(ns) == 300 }, "fast node behind")
+	ns, _ := ticks(lag.all(), "chat.a")
+	if len(ns) > 250 {
+		t.Skipf("the slow node kept up (%d of 300): no lag to test", len(ns))
+	}
+	_, aseqs := ticks(arec.all(), "chat.a")
+	since := aseqs[289] // the client saw up to n=289 on the fast node
+	b, brec := open(t, slow, Identity{User: "b", Allow: allowAll()})
+	send(b, fmt.Sprintf(`{"type":"join","room":"chat.a","id":1,"since":{"seq":%d,"epoch":%q}}`, since, st.For("chat.a").Epoch()))
+	ack := brec.expect(t, "ack")
+	if ack["recovered"] != true || ack["seq"].(float64) >= float64(since) {
+		t.Fatalf("ack %v; want recovered, at a position below %d (the node lags, %d delivered)", ack, since, len(ns))
+	}
+	publishN(t, pub, "chat.a", 300, 5)
+	bustest.Eventually(t, 20*time.Second, func() bool { ns, _ := ticks(brec.all(), "chat.a"); return len(ns) >= 15 }, "joiner got too few")
+	time.Sleep(50 * time.Millisecond)
+	ns, seqs := ticks(brec.all(), "chat.a")
+	checkTicks(t, ns, seqs, 290, 305)
+}
