@@ -14,7 +14,7 @@ build:
 	$(GO) build -o $(BIN)/roomcast-mint ./cmd/mint
 
 # test is what CI runs (.ci/run calls exactly this).
-test: lint unit fuzz js check-deploy
+test: lint unit fuzz js js-e2e check-deploy
 	@echo "make test: all suites passed"
 
 lint:
@@ -38,13 +38,16 @@ fuzz:
 	  done; \
 	done
 
-js:
-	cd clients/js && npm ci --no-audit --no-fund && npm run check && npm test
+# JS unit tests (Vitest) run against real roomcast-node processes with
+# embedded NATS: no mock of the node or of NATS.
+js: build
+	cd clients/js && npm ci --no-audit --no-fund && npm run check && npm run build && ROOMCAST_NODE_BIN=$(CURDIR)/bin/roomcast-node npm test
+	cd examples/sveltekit && npm ci --no-audit --no-fund && npm run check
 
 # Browser tests: Debian's Chromium (never a downloaded browser) driven by
 # playwright-core against real roomcast-node processes.
-js-e2e: build
-	cd clients/js && E2E_BACKEND=real npm run e2e
+js-e2e: js
+	cd clients/js && ROOMCAST_NODE_BIN=$(CURDIR)/bin/roomcast-node npm run e2e
 
 # Rebuild the demo page embedded in the node (committed, so `go run
 # ./cmd/node` needs no npm).
