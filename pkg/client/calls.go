@@ -19,6 +19,9 @@ type call struct {
 	listed   bool
 	list     []Member
 	data     json.RawMessage
+	joined   Joined      // join: what the ack said
+	since    *Position   // join: the position asked for
+	page     HistoryPage // history
 	err      error
 	done     chan struct{}
 	resolved bool
@@ -176,15 +179,8 @@ func (c *Client) abandon(cl *call) {
 // node's ack and the session:list that follows; that list is also
 // delivered as an Event.
 func (c *Client) Join(ctx context.Context, room string, meta any) ([]Member, error) {
-	mb, err := marshalData(meta)
-	if err != nil {
-		return nil, err
-	}
-	cl := &call{room: room, wantList: true, needAck: true}
-	if err := c.roundTrip(ctx, &outMsg{Type: "join", Room: room, Meta: mb}, cl); err != nil {
-		return nil, err
-	}
-	return cl.list, nil
+	j, err := c.JoinSince(ctx, room, meta, nil)
+	return j.Members, err
 }
 
 // Leave leaves room and waits for the node's ack.

@@ -62,6 +62,10 @@ type Options struct {
 	// nothing to for a ping interval. Only tests of the node's idle timeout
 	// want that.
 	NoKeepalive bool
+	// NetDial, if set, opens the TCP (or other) connection instead of
+	// net.Dialer: for proxies, custom resolvers, or tests that cut the
+	// socket.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 const (
@@ -109,9 +113,10 @@ type Client struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	calls    map[uint64]*call
-	lists    map[string][]*call // calls waiting for a session:list, FIFO per room
-	pings    []*call            // pings waiting for a pong, FIFO
-	closeErr *CloseError        // why the connection ended, once known
+	lists    map[string][]*call  // calls waiting for a session:list, FIFO per room
+	pings    []*call             // pings waiting for a pong, FIFO
+	closeErr *CloseError         // why the connection ended, once known
+	pos      map[string]Position // history position per room (history.go)
 	finished bool
 	kaTimer  *time.Timer
 
@@ -135,6 +140,7 @@ func Dial(ctx context.Context, url string, o *Options) (*Client, error) {
 		OnStatusError: func(status int, _ []byte, resp io.Reader) {
 			herr = readRefusal(status, resp)
 		},
+		NetDial: o.NetDial,
 	}
 	if len(o.Header) > 0 {
 		d.Header = ws.HandshakeHeaderHTTP(o.Header)
@@ -166,6 +172,7 @@ func Dial(ctx context.Context, url string, o *Options) (*Client, error) {
 		closing:      make(chan struct{}),
 		done:         make(chan struct{}),
 		calls:        make(map[uint64]*call),
+		pos:          make(map[string]Position),
 		lists:        make(map[string][]*call),
 	}
 	if c.log == nil {
@@ -374,7 +381,14 @@ func (c *Client) handle(m *inMsg, raw []byte) {
 	case TypeAck:
 		c.answer(m.ID, func(cl *call) bool {
 			cl.acked = true
+			c.joinAckedLocked(cl, m)
 			return !cl.wantList || cl.listed
+		})
+		return
+	case TypeHistory:
+		c.answer(m.ID, func(cl *call) bool {
+			cl.page = m.page(raw)
+			return true
 		})
 		return
 	case TypeReply:
@@ -398,6 +412,11 @@ func (c *Client) handle(m *inMsg, raw []byte) {
 }
 
 func (c *Client) emit(ev Event) {
+	if ev.Type == TypeEvent && ev.Seq > 0 && ev.Room != "" {
+		c.mu.Lock()
+		c.pos[ev.Room] = Position{Seq: ev.Seq, Epoch: ev.Epoch}
+		c.mu.Unlock()
+	}
 	if c.onEvent != nil {
 		c.onEvent(ev)
 		return

@@ -19,6 +19,7 @@ const (
 	TypeReply               = "reply"
 	TypeError               = "error"
 	TypePong                = "pong"
+	TypeHistory             = "history"
 )
 
 // Error codes the node sends in `error` messages.
@@ -150,8 +151,14 @@ type Event struct {
 	// From is the sender's session id; empty when a server published.
 	From string
 	Data json.RawMessage
-	// Seq is the room's history sequence, zero when the room keeps none.
-	Seq uint64
+	// Seq is the room's history sequence, zero when the room keeps none;
+	// Epoch names the history's incarnation. Together they are the
+	// client's Position in the room.
+	Seq   uint64
+	Epoch string
+	// Time is when the message was stored, for events of a HistoryPage;
+	// zero for live events.
+	Time time.Time
 
 	// Session, User, Meta and Count describe the session a
 	// session:connected/disconnected/updated is about; Count is the room's
@@ -182,6 +189,9 @@ type inMsg struct {
 	From         string          `json:"from"`
 	Data         json.RawMessage `json:"data"`
 	Seq          uint64          `json:"seq"`
+	Epoch        string          `json:"epoch"`
+	Recovered    *bool           `json:"recovered"`
+	Events       []historyEvent  `json:"events"`
 	Session      string          `json:"session"`
 	Node         string          `json:"node"`
 	User         string          `json:"user"`
@@ -202,6 +212,7 @@ func (m *inMsg) event(raw []byte) Event {
 		From:     m.From,
 		Data:     m.Data,
 		Seq:      m.Seq,
+		Epoch:    m.Epoch,
 		Session:  m.Session,
 		User:     m.User,
 		Meta:     m.Meta,
@@ -235,6 +246,10 @@ type outMsg struct {
 	Data   json.RawMessage `json:"data,omitempty"`
 	Meta   json.RawMessage `json:"meta,omitempty"`
 	Echo   *bool           `json:"echo,omitempty"`
+	Since  *Position       `json:"since,omitempty"`
+	Limit  int             `json:"limit,omitempty"`
+	Before uint64          `json:"before,omitempty"`
+	After  uint64          `json:"after,omitempty"`
 }
 
 // marshalData encodes v for a data or meta field; a json.RawMessage is sent
