@@ -251,7 +251,7 @@ func (s *Session) answer(id reqID, method string, resp *nats.Msg) {
 	h := s.hub
 	if code := resp.Header.Get(HeaderError); code != "" {
 		if !validErrorCode(code) {
-			h.rpcWarn.warn(h.log, "rpc answer has an invalid Rc-Error code; sent as unavailable", "method", method)
+			h.rpcWarn[0].warn(h.log, "rpc answer has an invalid Rc-Error code; sent as unavailable", "method", method)
 			code = CodeUnavailable
 		}
 		msg := string(resp.Data)
@@ -270,13 +270,13 @@ func (s *Session) answer(id reqID, method string, resp *nats.Msg) {
 		return
 	}
 	if len(resp.Data) > h.o.MaxReply {
-		h.rpcWarn.warn(h.log, "rpc answer too large for a client; sent as too_large", "method", method, "bytes", len(resp.Data), "max", h.o.MaxReply)
+		h.rpcWarn[1].warn(h.log, "rpc answer too large for a client; sent as too_large", "method", method, "bytes", len(resp.Data), "max", h.o.MaxReply)
 		s.fail(id, CodeTooLarge, fmt.Sprintf("the answer to rpc %s is %d bytes: at most %d", quote(method), len(resp.Data), h.o.MaxReply))
 		return
 	}
 	if !utf8.Valid(resp.Data) {
 		// Passed on as a string with U+FFFD for the bad bytes (appendData).
-		h.rpcWarn.warn(h.log, "rpc answer is not UTF-8 text; passed on as a string", "method", method, "bytes", len(resp.Data))
+		h.rpcWarn[2].warn(h.log, "rpc answer is not UTF-8 text; passed on as a string", "method", method, "bytes", len(resp.Data))
 	}
 	s.reply(func(b []byte) []byte { return appendReply(b, id, resp.Data) })
 }

@@ -197,7 +197,7 @@ type Hub struct {
 	direct   chan *nats.Msg
 	rpcSlots chan struct{}
 	events   *eventPub
-	rpcWarn  logLimiter // rpc answers that are not passed on as they came
+	rpcWarn  [3]logLimiter // rpc answers not passed on as they came: bad Rc-Error, too large, not UTF-8
 
 	ctx    context.Context // ends with Close; parent of rpc requests
 	cancel context.CancelFunc
