@@ -181,11 +181,16 @@ func TestBackend(t *testing.T) {
 		}
 		defer ok.Stop()
 		raw := map[string]func(m *nats.Msg){
-			"e2e.slow":    func(m *nats.Msg) { time.Sleep(2 * time.Second); _ = m.Respond([]byte(`"late"`)) },
-			"e2e.binary":  func(m *nats.Msg) { _ = m.Respond([]byte{0xff, 0x00, 0xfe}) },
-			"e2e.text":    func(m *nats.Msg) { _ = m.Respond([]byte("plain text")) },
-			"e2e.huge":    func(m *nats.Msg) { _ = m.Respond(make([]byte, 600<<10)) },
-			"e2e.refused": func(m *nats.Msg) { r := nats.NewMsg(m.Reply); r.Header.Set("Rc-Error", "forbidden"); r.Data = []byte("no"); _ = m.RespondMsg(r) },
+			"e2e.slow":   func(m *nats.Msg) { time.Sleep(2 * time.Second); _ = m.Respond([]byte(`"late"`)) },
+			"e2e.binary": func(m *nats.Msg) { _ = m.Respond([]byte{0xff, 0x00, 0xfe}) },
+			"e2e.text":   func(m *nats.Msg) { _ = m.Respond([]byte("plain text")) },
+			"e2e.huge":   func(m *nats.Msg) { _ = m.Respond(make([]byte, 600<<10)) },
+			"e2e.refused": func(m *nats.Msg) {
+				r := nats.NewMsg(m.Reply)
+				r.Header.Set("Rc-Error", "forbidden")
+				r.Data = []byte("no")
+				_ = m.RespondMsg(r)
+			},
 		}
 		for method, h := range raw {
 			h := h
