@@ -40,8 +40,8 @@ type plan struct {
 var plans = map[string]plan{
 	"full": {size: "full", idleSteps: []int{1000, 5000, 10000, 15000}, fanoutMembers: 10000,
 		run: 6 * time.Second, roomsConns: 10000, clusterPerNode: 3000, connectN: 5000, peers: true},
-	"short": {size: "short", idleSteps: []int{1000, 5000, 15000}, fanoutMembers: 10000,
-		run: 3 * time.Second, roomsConns: 10000, clusterPerNode: 2000, connectN: 2000, peers: true},
+	"short": {size: "short", idleSteps: []int{1000, 5000, 15000}, fanoutMembers: 5000,
+		run: 2 * time.Second, roomsConns: 10000, clusterPerNode: 1500, connectN: 2000, peers: true},
 	"smoke": {size: "smoke", idleSteps: []int{500, 2500, 5000}, fanoutMembers: 1000,
 		run: 2 * time.Second, roomsConns: 1000, clusterPerNode: 300, connectN: 300},
 }
@@ -117,6 +117,11 @@ func main() {
 	r := &run{root: root, plan: p, out: *out, peers: map[string]bool{}, nodeFlags: strings.Fields(*nodeFlags)}
 	if r.out == "" {
 		r.out = filepath.Join(root, "bench", "results")
+	}
+	if r.out == filepath.Join(root, "bench", "results") && p.size == "smoke" {
+		// Smoke runs are checks (make test), not records: keep the tree
+		// clean and leave bench/results to real runs.
+		r.out = filepath.Join(os.TempDir(), "roomcast-bench-smoke")
 	}
 	if p.peers {
 		for _, s := range strings.Split(*peers, ",") {

@@ -18,6 +18,7 @@ type phase struct {
 	pub   *proto.PublishResult
 	cpu   float64 // server CPU seconds, all servers of the phase
 	nats  float64 // NATS server CPU seconds (0 when NATS is embedded)
+	load  float64 // load client CPU seconds
 	secs  float64
 	// syscalls: exact counts from perf when available, else /proc syscw
 	// (write-class syscalls of any kind).
@@ -40,6 +41,7 @@ func (r *run) measure(servers []*server, natsPID int, lc *loader, label string, 
 	if natsPID > 0 {
 		natsBefore = takeSample(natsPID, "")
 	}
+	loadBefore := takeSample(lc.p.pid(), "")
 	pc := countSyscalls(pids...)
 	res, err := lc.publish(p)
 	w, wv, perr := pc.stop()
@@ -54,6 +56,7 @@ func (r *run) measure(servers []*server, natsPID int, lc *loader, label string, 
 	if natsPID > 0 {
 		ph.nats = diff(natsBefore, takeSample(natsPID, "")).cpu
 	}
+	ph.load = diff(loadBefore, takeSample(lc.p.pid(), "")).cpu
 	if err != nil {
 		return ph, err
 	}
@@ -114,22 +117,23 @@ func (ph *phase) latency(groups ...int) hist.Summary {
 }
 
 // phaseColumns and row render phases in one table layout.
-var phaseColumns = []string{"server", "phase", "msg", "msgs/s", "deliveries/s", "server CPU", "CPU/delivery",
-	"deliveries per CPU-s", "writes/delivery", "allocs/delivery", "wire B/delivery", "p50", "p99", "lost"}
+var phaseColumns = []string{"server", "phase", "msg", "msgs/s", "deliveries/s", "server CPU", "load client CPU", "CPU/delivery",
+	"deliveries per CPU-s", "writes/delivery", "allocs/delivery", "allocs/msg", "wire B/delivery", "p50", "p99", "lost"}
 
 func (ph *phase) row(server string) []string {
 	lat := ph.latency()
-	cores := 0.0
+	cores, loadCores := 0.0, 0.0
 	if ph.secs > 0 {
-		cores = ph.cpu / ph.secs
+		cores, loadCores = ph.cpu/ph.secs, ph.load/ph.secs
 	}
 	lost := fmt.Sprint(ph.lost())
 	if ph.pub != nil && ph.pub.Stats.Close4009 > 0 {
 		lost += fmt.Sprintf(" (%d cut 4009)", ph.pub.Stats.Close4009)
 	}
-	allocs := "–"
+	allocs, allocsMsg := "–", "–"
 	if ph.mallocs > 0 {
 		allocs = fmt.Sprintf("%.3f", ph.perDelivery(ph.mallocs))
+		allocsMsg = fmt.Sprintf("%.0f", ph.mallocs/float64(max(ph.pub.Published, 1)))
 	}
 	perCPU := "–"
 	if ph.cpu > 0 {
@@ -140,8 +144,8 @@ func (ph *phase) row(server string) []string {
 		p50, p99 = fmtDur(lat.P50), fmtDur(lat.P99)
 	}
 	return []string{server, ph.label, fmtBytes(float64(ph.size)), fmtRate(ph.msgRate(), ""), fmtRate(ph.rate(), ""),
-		fmt.Sprintf("%.2f cores", cores), fmtF(ph.perDelivery(ph.cpu)*1e6, "µs"), perCPU,
-		fmt.Sprintf("%.3f", ph.writesPerDelivery()), allocs,
+		fmt.Sprintf("%.2f cores", cores), fmt.Sprintf("%.2f cores", loadCores), fmtF(ph.perDelivery(ph.cpu)*1e6, "µs"), perCPU,
+		fmt.Sprintf("%.3f", ph.writesPerDelivery()), allocs, allocsMsg,
 		fmtF(ph.perDelivery(float64(ph.pub.Stats.Bytes)), "B"), p50, p99, lost}
 }
 

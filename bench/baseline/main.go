@@ -94,10 +94,14 @@ func (c *client) close() {
 	})
 }
 
-// metrics reports goroutines in the Prometheus text format the harness
-// scrapes from roomcast too.
+// metrics reports, in the Prometheus text format, the runtime figures the
+// harness reads from roomcast's /metrics too.
 func (h *hub) metrics(w http.ResponseWriter, _ *http.Request) {
-	fmt.Fprintf(w, "go_goroutines %d\nbench_connections %d\n", numGoroutine(), h.conns.Load())
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	fmt.Fprintf(w, "go_goroutines %d\ngo_memstats_heap_inuse_bytes %d\ngo_memstats_stack_inuse_bytes %d\n"+
+		"go_memstats_mallocs_total %d\nbench_connections %d\n",
+		runtime.NumGoroutine(), m.HeapInuse, m.StackInuse, m.Mallocs, h.conns.Load())
 }
 
 func (h *hub) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -258,5 +262,3 @@ func (r *room) broadcast(name string, data []byte) {
 		c.queue(f)
 	}
 }
-
-func numGoroutine() int { return runtime.NumGoroutine() }
