@@ -115,9 +115,10 @@ func streamName(subject string) string {
 	return "rc-history-" + hex.EncodeToString(sum[:6])
 }
 
-// liveSubject maps a room subject pattern (rc.room.<pattern>) to where the
-// stream republishes it (rc.stored.<pattern>), wildcards included, and
-// returns the mapping's destination in NATS subject-transform syntax.
+// liveDestination is where a stream capturing rc.room.<pattern> republishes
+// its messages: rc.stored.<pattern>, in NATS subject-transform syntax ("*"
+// tokens become {{wildcard(n)}}, a final ">" stays), so that a message of
+// rc.room.<room> goes to rc.stored.<room>.
 func liveDestination(storedPrefix, pattern string) string {
 	var b strings.Builder
 	b.WriteString(storedPrefix)
