@@ -1,0 +1,261 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Defaults for Options; each comment says why.
+const (
+	// DefaultProbeInterval is memberlist's failure-detection period; every
+	// other timing derives from it (config.go has the arithmetic). 500 ms
+	// finds a dead node in about 3 s on a LAN.
+	DefaultProbeInterval = 500 * time.Millisecond
+	// DefaultRejoinInterval is how often the rejoin loop looks for seeds
+	// and failed nodes to join; each address then backs off on its own.
+	DefaultRejoinInterval = time.Second
+	// DefaultLeaveTimeout bounds Close's wait for the leave to be sent:
+	// on a LAN it goes out in milliseconds, and a stuck leave must not eat
+	// the drain grace.
+	DefaultLeaveTimeout = time.Second
+)
+
+// Listener hears membership changes. Calls are made one at a time, in the
+// order memberlist reported them, on a goroutine of the Cluster (never on
+// memberlist's own, which hold its locks): a slow Listener delays later
+// calls but never gossip. The local node is never reported.
+// *presence.Tracker implements it.
+type Listener interface {
+	// NodeAlive: node joined, or its metadata changed; incarnation is the
+	// one it publishes (0 if unknown). A new incarnation is a restart.
+	NodeAlive(node string, incarnation uint64)
+	// NodeFailed: the failure detector declared node dead (it crashed, or
+	// cannot be reached).
+	NodeFailed(node string)
+	// NodeGone: node left gracefully (Close).
+	NodeGone(node string)
+}
+
+// Options configure a Cluster. Node, Bind and Listener are required.
+type Options struct {
+	// Node is this node's id, unique in the cluster: its memberlist name.
+	Node string
+	// Incarnation identifies this run of the node (presence.Tracker's
+	// Incarnation); it is published in the node's metadata so that the
+	// others see a restart as soon as it joins.
+	Incarnation uint64
+	// Bind is the host:port memberlist listens on, UDP and TCP. An empty
+	// or 0.0.0.0 host binds every interface and advertises a private IP;
+	// port 0 picks a free port (see Addr).
+	Bind string
+	// Join lists seeds: host:port (the port defaults to Bind's). A DNS name
+	// joins every address it resolves to, such as a Kubernetes headless
+	// Service; names are resolved again on every attempt, and attempts go
+	// on until a seed answers.
+	Join []string
+	// Listener hears the changes.
+	Listener Listener
+	// Logger receives membership changes at info/warn and memberlist's own
+	// log at debug; nil discards.
+	Logger *slog.Logger
+	// ProbeInterval scales every memberlist timing (config.go); 0 means
+	// DefaultProbeInterval. Tests make it shorter.
+	ProbeInterval time.Duration
+	// RejoinInterval is the rejoin loop's period; 0 means
+	// DefaultRejoinInterval.
+	RejoinInterval time.Duration
+	// LeaveTimeout bounds Close's leave; 0 means DefaultLeaveTimeout.
+	LeaveTimeout time.Duration
+
+	// Test hooks: lookup resolves seed names (nil: net.DefaultResolver);
+	// wrap wraps the network transport.
+	lookup func(ctx context.Context, host string) ([]net.IP, error)
+	wrap   func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.RejoinInterval <= 0 {
+		o.RejoinInterval = DefaultRejoinInterval
+	}
+	if o.LeaveTimeout <= 0 {
+		o.LeaveTimeout = DefaultLeaveTimeout
+	}
+	if o.lookup == nil {
+		o.lookup = func(ctx context.Context, host string) ([]net.IP, error) {
+			return net.DefaultResolver.LookupIP(ctx, "ip", host)
+		}
+	}
+}
+
+// Cluster is this node's membership in the gossip cluster. Safe for
+// concurrent use.
+type Cluster struct {
+	o    Options
+	log  *slog.Logger
+	ml   *memberlist.Memberlist
+	port int // the bound port, also the default port of seeds
+
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	// mu guards the event queue (filled by memberlist's callbacks, emptied
+	// by deliver) and the failed nodes the rejoin loop chases.
+	mu     sync.Mutex
+	queue  []event
+	signal chan struct{} // one pending wake-up for deliver
+	failed map[string]*retry
+
+	// alive mirrors memberlist's alive members, from its callbacks: the
+	// Nodes memberlist itself hands out change under its lock, so reading
+	// them later races. Guarded by mu.
+	alive map[string]event
+	self  string // our advertised host:port
+
+	delegate *delegate
+	// leaving: nodes that announced a graceful leave; only deliver uses it.
+	leaving map[string]bool
+}
+
+// Start binds memberlist, starts the goroutines that deliver events and
+// rejoin, and tries the seeds at once without waiting for them: a node
+// must start even when it is the first (or its seeds are not up yet).
+func Start(o Options) (*Cluster, error) {
+	if o.Node == "" {
+		return nil, errors.New("gossip: Options.Node is required")
+	}
+	if o.Listener == nil {
+		return nil, errors.New("gossip: Options.Listener is required")
+	}
+	o.setDefaults()
+	host, port, err := splitBind(o.Bind)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		o:       o,
+		log:     o.Logger,
+		done:    make(chan struct{}),
+		signal:  make(chan struct{}, 1),
+		failed:  make(map[string]*retry),
+		leaving: make(map[string]bool),
+		alive:   make(map[string]event),
+	}
+	c.delegate = &delegate{c: c}
+	m := encodeMeta(o.Node, o.Incarnation, false)
+	c.delegate.meta.Store(&m)
+	conf, err := c.config(host, port)
+	if err != nil {
+		return nil, err
+	}
+	c.port = conf.BindPort
+	ip, aport, err := conf.Transport.FinalAdvertiseAddr(conf.AdvertiseAddr, conf.AdvertisePort)
+	if err != nil {
+		_ = conf.Transport.Shutdown()
+		return nil, fmt.Errorf("gossip: %s: %w (bind a specific address)", o.Bind, err)
+	}
+	c.self = net.JoinHostPort(ip.String(), strconv.Itoa(aport))
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		_ = conf.Transport.Shutdown()
+		return nil, fmt.Errorf("gossip: start on %s: %w", o.Bind, err)
+	}
+	c.ml = ml
+	c.wg.Add(2)
+	go c.deliver()
+	go c.rejoin()
+	return c, nil
+}
+
+// splitBind parses Bind; a host name is resolved to its first address,
+// since memberlist binds IP addresses.
+func splitBind(bind string) (host string, port int, err error) {
+	h, p, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", 0, fmt.Errorf("gossip: bind address %q: want host:port, e.g. 0.0.0.0:7946", bind)
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("gossip: bind address %q: bad port", bind)
+	}
+	switch {
+	case h == "":
+		h = "0.0.0.0"
+	case net.ParseIP(h) == nil:
+		ips, err := net.DefaultResolver.LookupIP(context.Background(), "ip", h)
+		if err != nil || len(ips) == 0 {
+			return "", 0, fmt.Errorf("gossip: bind address %q: cannot resolve %s: %v", bind, h, err)
+		}
+		h = ips[0].String()
+	}
+	return h, port, nil
+}
+
+// Addr is the address other nodes reach this one at (host:port).
+func (c *Cluster) Addr() string { return c.self }
+
+// Member is one alive node as memberlist knows it.
+type Member struct {
+	Node        string
+	Incarnation uint64
+	Addr        string
+}
+
+// Members returns the nodes memberlist considers alive (or suspect), this
+// one included.
+func (c *Cluster) Members() []Member {
+	ms := []Member{{Node: c.o.Node, Incarnation: c.o.Incarnation, Addr: c.self}}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.alive {
+		ms = append(ms, Member{Node: e.node, Incarnation: decodeMeta(e.meta).Inc, Addr: e.addr})
+	}
+	return ms
+}
+
+// Close leaves the cluster gracefully: the others hear NodeGone at once
+// instead of finding the node dead seconds later. Then it stops.
+// Idempotent; the Listener hears nothing more.
+func (c *Cluster) Close() error { return c.stop(true) }
+
+// Shutdown stops without leaving: the others find out by failure
+// detection, as if the process had died. Idempotent.
+func (c *Cluster) Shutdown() error { return c.stop(false) }
+
+func (c *Cluster) stop(leave bool) error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.done)
+		if leave {
+			// First say it is a leave (see meta.Leaving), then leave.
+			m := encodeMeta(c.o.Node, c.o.Incarnation, true)
+			c.delegate.meta.Store(&m)
+			if uerr := c.ml.UpdateNode(c.o.LeaveTimeout); uerr != nil {
+				c.log.Debug("gossip: announce leave", "err", uerr)
+			}
+			if lerr := c.ml.Leave(c.o.LeaveTimeout); lerr != nil {
+				err = fmt.Errorf("gossip: leave: %w", lerr)
+			}
+		}
+		if serr := c.ml.Shutdown(); serr != nil && err == nil {
+			err = fmt.Errorf("gossip: shutdown: %w", serr)
+		}
+		// The rejoin loop may be in a join: it ends within TCPTimeout.
+		c.wg.Wait()
+	})
+	return err
+}
