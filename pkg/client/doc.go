@@ -17,6 +17,16 @@
 // changes) arrives as an Event, through Options.OnEvent or the Events
 // channel.
 //
+// # History and reconnects
+//
+// In rooms that keep history, events carry Seq and Epoch and the client
+// keeps its Position per room; JoinSince re-joins from a position and the
+// node replays what was missed (Joined.Recovered), and History reads pages
+// of a room's history. A Client is one connection: Resilient (DialResilient)
+// is the one to use when a connection must survive a drained or killed node
+// or a network change: it dials again with a fresh URL, re-joins its rooms
+// with since, and delivers the events of every connection on one channel.
+//
 // # Concurrency
 //
 // A Client is safe for concurrent use. Each Client owns exactly one
