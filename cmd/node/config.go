@@ -48,6 +48,7 @@ func newConfig() *config {
 		{"origins", "allowed Origin values, comma-separated (* wildcard); empty = same host only", (*listValue)(&o.Origins)},
 		{"gossip-bind", "memberlist host:port for node liveness; empty = no gossip", (*stringValue)(&o.GossipBind)},
 		{"gossip-join", "memberlist peers to join, comma-separated (a DNS name is fine)", (*listValue)(&o.GossipJoin)},
+		{"presence-count-only-above", "rooms with more members get counts (session:count) instead of member lists; 0 = never", (*intValue)(&o.PresenceCountOnlyAbove)},
 		{"data-dir", "embedded JetStream store; empty = a temp dir removed at exit", (*stringValue)(&o.DataDir)},
 		{"key-ttl", "default lifetime of a one-time key", (*durationValue)(&o.KeyTTL)},
 		{"keys-replicas", "replicas of the rc-keys bucket (3 on a NATS cluster)", (*intValue)(&o.KeysReplicas)},

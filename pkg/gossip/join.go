@@ -75,8 +75,10 @@ func (c *Cluster) rejoin() {
 		switch {
 		case wasAlone && !alone:
 			c.log.Info("gossip: joined the cluster", "members", c.ml.NumMembers())
-		case !wasAlone && alone:
+		case !wasAlone && alone && len(c.o.Join) > 0:
 			c.log.Warn("gossip: no other node is alive; retrying the seeds", "seeds", c.o.Join)
+		case !wasAlone && alone:
+			c.log.Warn("gossip: no other node is alive")
 		}
 		wasAlone = alone
 		select {

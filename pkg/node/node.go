@@ -16,6 +16,7 @@ import (
 
 	"github.com/roomcast/roomcast/pkg/bus"
 	"github.com/roomcast/roomcast/pkg/certs"
+	"github.com/roomcast/roomcast/pkg/gossip"
 	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/keys"
 	"github.com/roomcast/roomcast/pkg/loop"
@@ -37,7 +38,8 @@ type Node struct {
 	bus      *bus.Bus
 	keys     *keys.Store
 	tracker  *presence.Tracker
-	history  *history.Store // nil without history rooms
+	gossip   *gossip.Cluster // nil without --gossip-bind
+	history  *history.Store  // nil without history rooms
 	hub      *room.Hub
 	loop     *loop.Loop
 	draining atomic.Bool
@@ -140,6 +142,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.tracker, err = presence.New(presence.Options{
 		NC: n.bus.NC, Subjects: n.subjects, Node: n.opts.NodeID, Logger: n.log, Metrics: n.metrics,
+		CountOnlyAbove: n.presenceCountOnlyAbove(),
 	})
 	if err != nil {
 		return err
@@ -158,6 +161,9 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	if err := n.hub.Start(ctx); err != nil {
+		return err
+	}
+	if err := n.startGossip(); err != nil {
 		return err
 	}
 	if err := n.serveHistory(); err != nil {
@@ -217,6 +223,7 @@ func (n *Node) stopBackends() {
 	if n.hub != nil {
 		_ = n.hub.Close()
 	}
+	n.stopGossip()
 	n.stopHistory()
 	if n.bus != nil {
 		_ = n.bus.Close()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/names"
+	"github.com/roomcast/roomcast/pkg/presence"
 	"github.com/roomcast/roomcast/pkg/room"
 )
 
@@ -73,6 +74,10 @@ type Options struct {
 	Events             string // lifecycle events: auto, on or off (room.ParseEventsMode)
 	ExitOnDrain        bool   // rc.control.drain exits the process once drained
 
+	// PresenceCountOnlyAbove: rooms with more members than this get
+	// count-only presence (counts, no lists); 0 = never.
+	PresenceCountOnlyAbove int
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // nil: a new one, served on /metrics
 }
@@ -110,6 +115,9 @@ func Defaults() Options {
 		// far below what hurts a node.
 		RateLimit: 50,
 		RateBurst: 100,
+		// Past 1,000 members a list is too long to read and each change
+		// costs a message per member (presence.DefaultCountOnlyAbove).
+		PresenceCountOnlyAbove: presence.DefaultCountOnlyAbove,
 		// Published only while a back-end listens: free when nobody does.
 		Events: "auto",
 	}
