@@ -3,6 +3,7 @@ package room
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -315,4 +316,63 @@ func cpuTime() int64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// stallConn blocks every Send of a room event until release is closed: a
+// fan-out stuck on one member.
+type stallConn struct{ release chan struct{} }
+
+func (c stallConn) Send(f *frame.Prepared) error {
+	if strings.HasPrefix(string(f.Payload()), `{"type":"event"`) {
+		<-c.release
+	}
+	return nil
+}
+func (stallConn) Close(uint16, string) {}
+
+// The fan-out's time per message and the messages it dropped (shard queue
+// full) are exported to Prometheus.
+func TestFanoutMetrics(t *testing.T) {
+	srv := bustest.RunServer(t)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	h := startHub(t, srv, "n1", func(o *Options) { o.Metrics = m; o.Shards = 1; o.ShardQueue = 4 })
+	nc := bustest.Connect(t, srv)
+	gather := func(name string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			if c := mf.GetMetric()[0].GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return float64(mf.GetMetric()[0].GetHistogram().GetSampleCount())
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	_, rec := open(t, h, Identity{Session: "s1", Rooms: []string{"m.room"}})
+	rec.expect(t, "session:list")
+	_ = nc.Publish("rc.room.m.room", []byte("1"))
+	rec.findType(t, "event")
+	if n := gather("roomcast_fanout_seconds"); n < 1 {
+		t.Fatalf("roomcast_fanout_seconds observed %v messages", n)
+	}
+	if d := gather("roomcast_fanout_dropped_total"); d != 0 {
+		t.Fatalf("dropped %v before any stall", d)
+	}
+	release := make(chan struct{})
+	h.Open(Identity{Session: "stuck", Rooms: []string{"m.stall"}}, stallConn{release})
+	defer close(release)
+	for i := range 100 {
+		_ = nc.Publish("rc.room.m.stall", []byte(strconv.Itoa(i)))
+	}
+	_ = nc.Flush()
+	bustest.Eventually(t, 5*time.Second, func() bool { return gather("roomcast_fanout_dropped_total") > 0 },
+		"no drops counted with the fan-out stalled and 100 messages behind a queue of 4")
 }
