@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +270,53 @@ func TestCloseSaysBye(t *testing.T) {
 		return n1.peers["n2"].gone
 	}, "n1 still watches n2 after its bye")
 	waitMembers(t, n1, "r", "a")
+}
+
+// Malformed heartbeats and digest requests are ignored; the tracker keeps
+// working, and a heartbeat claiming our own id with another incarnation
+// (two processes with one --node-id) does not count as our own.
+func TestBadLivenessMessages(t *testing.T) {
+	srv := bustest.RunServer(t)
+	n1 := newTracker(t, srv, "n1", fastBeat)
+	n2 := newTracker(t, srv, "n2", fastBeat)
+	mustJoin(t, n1, "r", "a")
+	mustJoin(t, n2, "r", "b")
+	waitMembers(t, n1, "r", "a,b")
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		n1.mu.Lock()
+		defer n1.mu.Unlock()
+		return n1.peers["n2"] != nil && n1.peers["n2"].heard != 0
+	}, "no heartbeat from n2")
+	nc := bustest.Connect(t, srv)
+	node1 := "rc.presence.$node." + strconv.FormatUint(n1.Incarnation(), 10)
+	for _, m := range []struct{ subject, body string }{
+		{"rc.presence.$hb", ``},
+		{"rc.presence.$hb", `{`},
+		{"rc.presence.$hb", `{"node":""}`},
+		{"rc.presence.$hb", `{"node":"n2","inc":"soon"}`},
+		{"rc.presence.$hb", `[1,2]`},
+		{"rc.presence.$hb", `{"node":"n1","inc":1}`},
+		{"rc.presence.$hb", `{"node":"n2","inc":1,"bye":true}`}, // an old run of n2 says bye: stale
+		{node1, `{`},
+		{node1, `{"node":"x"}`},
+		{node1, `{"node":"x","digests":false}`},
+		{node1, `{"node":"x","digests":true}`},
+	} {
+		if err := nc.Publish(m.subject, []byte(m.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustJoin(t, n2, "r", "c")
+	n1.ev.wait(t, "r +c 3")
+	if n1.ev.has("r -b ") {
+		t.Fatalf("a stale bye dropped a live node: %q", n1.ev.list())
+	}
+	n1.mu.Lock()
+	defer n1.mu.Unlock()
+	if p := n1.peers["n2"]; p == nil || p.gone || p.inc != n2.Incarnation() {
+		t.Fatalf("n2's record after garbage: %+v", p)
+	}
 }

@@ -245,6 +245,30 @@ func TestViewExpireAndDrop(t *testing.T) {
 	}
 }
 
+// dropNodeBefore ends a node's run: only a view that knows an older
+// incarnation drops it.
+func TestViewDropNodeBefore(t *testing.T) {
+	v := newView("self")
+	var out []change
+	v.apply(join("B", 5, 1, 1, "b1"), 0, &out)
+	v.apply(join("B", 5, 1, 2, "b2"), 0, &out)
+	out = nil
+	v.dropNodeBefore("B", 5, &out) // the run it knows: kept
+	v.dropNodeBefore("C", 9, &out) // unknown node: nothing
+	if len(out) != 0 {
+		t.Fatalf("dropped too much: %s", changes(out))
+	}
+	v.dropNodeBefore("B", 6, &out)
+	if got := changes(out); got != "-:b1:1 -:b2:0" {
+		t.Fatalf("restart: %s", got)
+	}
+	// The new run's first delta starts it afresh.
+	out = nil
+	if o := v.apply(join("B", 6, 1, 1, "b3"), 0, &out); o.resync || changes(out) != "+:b3:1" {
+		t.Fatalf("new run: %+v %s", o, changes(out))
+	}
+}
+
 func TestViewOrdering(t *testing.T) {
 	v := newView("self")
 	var out []change
