@@ -8,6 +8,7 @@ package harness
 import (
 	"bufio"
 	"bytes"
+	"debug/buildinfo"
 	"fmt"
 	"io"
 	"net"
@@ -265,6 +266,24 @@ func RaiseFileLimit(t testing.TB, want uint64) uint64 {
 		t.Fatalf("harness: setrlimit NOFILE %d: %v", rl.Cur, err)
 	}
 	return rl.Cur
+}
+
+// NodeRaceBuilt reports whether roomcast-node was built with -race
+// (ROOMCAST_E2E_RACE=1, or a -race build in ROOMCAST_E2E_BIN). The race
+// detector's shadow memory grows with every allocation and is not given
+// back, so memory figures of such a node say nothing about the node.
+func NodeRaceBuilt(t testing.TB) bool {
+	t.Helper()
+	info, err := buildinfo.ReadFile(NodeBin(t))
+	if err != nil {
+		t.Fatalf("harness: build info of roomcast-node: %v", err)
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }
 
 // Poll calls cond every 20ms until it returns true or d passes, and
