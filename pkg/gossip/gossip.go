@@ -22,9 +22,9 @@ const (
 	// DefaultRejoinInterval is how often the rejoin loop looks for seeds
 	// and failed nodes to join; each address then backs off on its own.
 	DefaultRejoinInterval = time.Second
-	// DefaultLeaveTimeout bounds Close's wait for the leave to be sent:
-	// on a LAN it goes out in milliseconds, and a stuck leave must not eat
-	// the drain grace.
+	// DefaultLeaveTimeout bounds each step of Close: on a LAN a broadcast
+	// is done in a few gossip rounds (0.2–0.4 s measured), and a stuck
+	// leave must not eat the drain grace.
 	DefaultLeaveTimeout = time.Second
 )
 
@@ -72,7 +72,8 @@ type Options struct {
 	// RejoinInterval is the rejoin loop's period; 0 means
 	// DefaultRejoinInterval.
 	RejoinInterval time.Duration
-	// LeaveTimeout bounds Close's leave; 0 means DefaultLeaveTimeout.
+	// LeaveTimeout bounds each of Close's two steps (announce the leave
+	// in the metadata, then leave); 0 means DefaultLeaveTimeout.
 	LeaveTimeout time.Duration
 
 	// Test hooks: lookup resolves seed names (nil: net.DefaultResolver);
