@@ -51,16 +51,19 @@ type scenario struct {
 	name  string
 	about string
 	fn    func(r *run, res *Result) error
+	// extra scenarios run only when named, not with "all".
+	extra bool
 }
 
 var scenarios = []scenario{
-	{"idle", "idle connections: memory per connection and goroutines at several N, side by side", idle},
-	{"fanout", "one room × 10,000 members over NATS: deliveries/s, latency at 50 %, compression, side by side", fanout},
-	{"rooms", "10,000 rooms × 2 members, random publishes over NATS: messages/s and latency", rooms},
-	{"cluster", "3 nodes on one NATS, members spread: throughput and cross-node latency", cluster},
-	{"keys", "one-time keys: mint+redeem pairs/s over HTTP and via keys.Store", keysScenario},
-	{"connect", "connection setup: upgrades/s with key redemption and on a public route", connect},
-	{"profile", "in-process fanout with CPU and allocation profiles: allocations per delivery", profile},
+	{"idle", "idle connections: memory per connection and goroutines at several N, side by side", idle, false},
+	{"fanout", "one room × 10,000 members over NATS: deliveries/s, latency at 50 %, compression, side by side", fanout, false},
+	{"rooms", "10,000 rooms × 2 members, random publishes over NATS: messages/s and latency", rooms, false},
+	{"cluster", "3 nodes on one NATS, members spread: throughput and cross-node latency", cluster, false},
+	{"keys", "one-time keys: mint+redeem pairs/s over HTTP and via keys.Store", keysScenario, false},
+	{"connect", "connection setup: upgrades/s with key redemption and on a public route", connect, false},
+	{"profile", "in-process fanout with CPU and allocation profiles: allocations per delivery", profile, false},
+	{"joins", "a burst of joins into one big room vs joins in chunks: presence traffic", joins, true},
 }
 
 // run is the state shared by the scenarios of one invocation.
@@ -99,7 +102,7 @@ func main() {
 		name = strings.TrimSpace(name)
 		found := false
 		for _, s := range scenarios {
-			if name == "all" || s.name == name {
+			if (name == "all" && !s.extra) || s.name == name {
 				todo = append(todo, s)
 				found = true
 			}
@@ -201,7 +204,11 @@ func (r *run) scenario(s scenario) error {
 func names() string {
 	var n []string
 	for _, s := range scenarios {
-		n = append(n, s.name)
+		if s.extra {
+			n = append(n, s.name+" (not in all)")
+		} else {
+			n = append(n, s.name)
+		}
 	}
 	return strings.Join(n, ", ")
 }

@@ -139,9 +139,16 @@ func profile(r *run, res *Result) error {
 
 	tops := []struct{ title, args string }{
 		{"CPU profile, top functions by cumulative time", "-top -cum -nodecount=25 " + path("cpu.pprof")},
-		{"Allocations during the measured phase (objects), top functions", "-top -sample_index=alloc_objects -nodecount=15 -base " + path("allocs-before.pprof") + " " + path("allocs.pprof")},
-		{"Mutex contention (delay), top functions", "-top -cum -nodecount=12 " + path("mutex.pprof")},
-		{"Blocking (delay), top functions", "-top -cum -nodecount=12 " + path("block.pprof")},
+		// Sampled (one per 512 KiB allocated): a guide to where, while the
+		// MemStats count above is exact. The harness's own profiling is left out.
+		{"Allocations during the measured phase (sampled objects), top functions", "-top -sample_index=alloc_objects -nodecount=12 -ignore=runtime/pprof|compress/|main[.] -base " +
+			path("allocs-before.pprof") + " " + path("allocs.pprof")},
+		// The mutex profile charges contention to the unlocker: who held
+		// the lock others waited for.
+		{"Mutex contention (delay), charged to the holder", "-top -cum -nodecount=10 " + path("mutex.pprof")},
+		// The block profile shows the waiters; idle waits (select, cond)
+		// are filtered out so lock waits stand out.
+		{"Blocked on a sync.Mutex (delay), charged to the waiter", "-top -cum -nodecount=10 -focus=sync[.][(][*]Mutex[)][.]Lock " + path("block.pprof")},
 	}
 	for _, tp := range tops {
 		rows, err := pprofTop(strings.Fields(tp.args))
