@@ -130,7 +130,9 @@ func (s *Socket) Conn() ConnectEvent {
 // Context ends when the socket closes: for goroutines that serve it.
 func (s *Socket) Context() context.Context { return s.ctx }
 
-// OnOpen registers f for when the browser connects.
+// OnOpen registers f for when the browser connects: on the node's connect
+// event, or on the browser's first message if that overtakes the event (the
+// ConnectEvent is then empty; Conn fills in when the event arrives).
 func (s *Socket) OnOpen(f func(ConnectEvent)) {
 	s.mu.Lock()
 	s.onOpen = append(s.onOpen, f)
@@ -216,6 +218,7 @@ func (s *Socket) Close(code int, reason string) {
 		case s.state == Connecting:
 			s.mu.Unlock()
 			s.b.mu.Lock()
+			// Kept as long as a key may live (the nodes cap TTLs at 24 h).
 			s.b.early[s.id] = earlyClose{code: code, reason: reason, until: time.Now().Add(24 * time.Hour)}
 			s.b.mu.Unlock()
 			s.finish(code, reason, false)

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/roomcast/roomcast/pkg/frame"
-	"github.com/roomcast/roomcast/pkg/names"
 	"github.com/roomcast/roomcast/pkg/presence"
 )
 
@@ -207,6 +206,3 @@ func appendRoomError(b []byte, code, msg, room string) []byte {
 	b = appendString(b, room)
 	return append(b, '}')
 }
-
-// Local reports whether session id is open on this node.
-func (h *Hub) Local(id string) bool { return names.ValidToken(id) && h.session(id) != nil }
