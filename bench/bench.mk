@@ -6,6 +6,7 @@
 # bench-smoke  ~30 s idle check for make test: fails if an idle connection
 #              costs more than 4 KiB of RSS or goroutines grow with N
 # bench-full   the reference run recorded in bench/README.md (~12 min)
+GO ?= go
 BENCH_FLAGS ?=
 
 .PHONY: bench bench-smoke bench-full
