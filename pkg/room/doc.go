@@ -13,8 +13,13 @@
 //   - registry.go: the room lifecycle (one NATS subscription per room with
 //     local members, race-free with concurrent joins and leaves), sessions by
 //     id and user, and the release of closed sessions.
-//   - session.go: Open (welcome, auto-join), Receive, Closed, rate limits.
-//   - handle.go: one function per client message type.
+//   - session.go: Open (auto-join, then welcome), Receive, Closed, rate
+//     limits.
+//   - handle.go: one function per client message type; rpc answers.
+//   - events.go: lifecycle events on rc.events.<kind>, published only while
+//     someone listens (BenchmarkEvents).
+//   - control.go: what back-ends ask over rc.control.* (kick, close-room,
+//     join, leave).
 //   - fanout.go: the hot path: a room message is encoded once per node and
 //     the same frame is queued on every local member (BenchmarkFanout).
 //   - presence.go: presence.Listener → session:connected/disconnected/
