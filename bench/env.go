@@ -104,16 +104,20 @@ type bins struct {
 	centrifugoWhy                          string // why it is unavailable
 }
 
-// build compiles the node and the bench's helper programs into dir. The Go
-// build cache makes repeated runs take a second or two.
-func build(root, dir string, nodeBin string) (bins, error) {
+// build compiles the node and the bench's helper programs into dir (the
+// baseline only if it will run). The Go build cache makes repeated runs take
+// a few seconds.
+func build(root, dir string, nodeBin string, withBaseline bool) (bins, error) {
 	b := bins{
 		node:       filepath.Join(dir, "roomcast-node"),
 		loadclient: filepath.Join(dir, "loadclient"),
 		baseline:   filepath.Join(dir, "baseline"),
 		natsserver: filepath.Join(dir, "natsserver"),
 	}
-	pkgs := [][2]string{{b.loadclient, "./bench/loadclient"}, {b.baseline, "./bench/baseline"}, {b.natsserver, "./bench/natsserver"}}
+	pkgs := [][2]string{{b.loadclient, "./bench/loadclient"}, {b.natsserver, "./bench/natsserver"}}
+	if withBaseline {
+		pkgs = append(pkgs, [2]string{b.baseline, "./bench/baseline"})
+	}
 	if nodeBin != "" {
 		b.node = nodeBin
 	} else {

@@ -143,7 +143,7 @@ func main() {
 	} else {
 		defer os.RemoveAll(r.tmp)
 	}
-	r.bins, err = build(root, r.tmp, *nodeBin)
+	r.bins, err = build(root, r.tmp, *nodeBin, r.peers["baseline"])
 	if err != nil {
 		fatalf("%v", err)
 	}
