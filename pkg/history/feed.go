@@ -131,22 +131,26 @@ func (f *Feed) reset(epoch string) {
 }
 
 // refill emits the stored messages between f.last and seq (both excluded).
+// It reads them all first, so that the time members take to be sent to
+// does not count against the read's deadline.
 func (f *Feed) refill(seq uint64) {
 	m := f.st.s.m
 	ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
 	defer cancel()
-	n := 0
+	var missed []Msg
 	err := f.st.scan(ctx, f.subject, f.last+1, func(msg Msg) bool {
 		if msg.Seq >= seq {
 			return false
 		}
-		f.emit(msg, f.epoch)
-		f.last = msg.Seq
-		n++
+		missed = append(missed, msg)
 		return true
 	})
+	for _, msg := range missed { // on error, what could be read
+		f.emit(msg, f.epoch)
+		f.last = msg.Seq
+	}
 	m.Refills.Inc()
-	m.Refilled.Add(float64(n))
+	m.Refilled.Add(float64(len(missed)))
 	if err != nil {
 		m.RefillFailures.Inc()
 		f.st.s.log.Warn("history: gap refill failed; members miss messages", "room", f.room, "after", f.last, "before", seq, "err", err)

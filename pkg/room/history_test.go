@@ -262,7 +262,7 @@ func TestHistoryGapRefill(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	publishN(t, pub, "chat.a", total-1, 1)
 	bustest.Eventually(t, 20*time.Second, func() bool { ns, _ := ticks(rec.all(), "chat.a"); return len(ns) >= total },
-		"member got too few: %d dropped by NATS, %v refills", h.Dropped(), counterValue(m.Refills))
+		"member got too few: %d dropped by NATS, %v refills, %v failed", h.Dropped(), counterValue(m.Refills), counterValue(m.RefillFailures))
 	ns, seqs := ticks(rec.all(), "chat.a")
 	checkTicks(t, ns, seqs, 0, total)
 	if h.Dropped() == 0 || counterValue(m.Refills) == 0 {
