@@ -164,6 +164,9 @@ func main() {
 		}
 	}
 	if failed {
+		if !*keep {
+			os.RemoveAll(r.tmp) // os.Exit skips the deferred removal
+		}
 		os.Exit(1)
 	}
 }
