@@ -24,6 +24,10 @@
 //     the same frame is queued on every local member (BenchmarkFanout).
 //   - presence.go: presence.Listener → session:connected/disconnected/
 //     updated/count and session:list, ordered per room.
+//   - history.go: rooms that keep history (pkg/history): events with seq
+//     and epoch through the room's feed, join with since (replay, then live,
+//     with no gap or duplicate at the seam), the history message and
+//     rc.history.<room>.
 //   - wire.go: request decoding with errors for people, and the encoders of
 //     every server message (hand-written, so field order is fixed and no
 //     reflection runs per message).
