@@ -145,6 +145,7 @@ func main() {
 	}
 	r.bins, err = build(root, r.tmp, *nodeBin, r.peers["baseline"])
 	if err != nil {
+		os.RemoveAll(r.tmp)
 		fatalf("%v", err)
 	}
 	if r.peers["centrifugo"] {
