@@ -43,6 +43,9 @@ type Conn struct {
 	closeSent    bool // our close frame is queued: queue nothing else
 	dropAfter    bool // tear down once the queue is written (failed connection)
 	gone         bool // fd closed: every write is a no-op
+	writing      bool // a flush job is in writev without the lock
+	closeFD      bool // teardown left closing the fd to that writer
+	outSeen      bool // EPOLLOUT came while writing
 	opening      bool // OnOpen is running: OnClose waits for it
 	notified     bool // OnClose was called, or is due once OnOpen returns
 	closeCode    uint16
@@ -98,6 +101,7 @@ func (c *Conn) enqueue(f *frame.Prepared, control bool) error {
 		c.Close(frame.CloseSlowConsumer, "slow consumer: outgoing queue full")
 		return ErrSlowConsumer
 	}
+	c.growQueue()
 	c.queue = append(c.queue, f)
 	c.queued += n
 	schedule := !c.flushPending && !c.wantOut
@@ -246,13 +250,16 @@ func (c *Conn) triggerRead() {
 	}
 }
 
-// writable is called on EPOLLOUT: resume a flush that hit EAGAIN.
+// writable is called on EPOLLOUT: resume a flush that hit EAGAIN, or tell
+// a write in flight that the socket has room again.
 func (c *Conn) writable() {
 	c.mu.Lock()
 	resume := c.wantOut && !c.flushPending
 	if resume {
 		c.wantOut = false
 		c.flushPending = true
+	} else {
+		c.outSeen = true
 	}
 	c.mu.Unlock()
 	if resume {

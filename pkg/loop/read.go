@@ -148,7 +148,13 @@ func (c *Conn) teardown() {
 	l := c.loop
 	l.conns.set(fd, nil)
 	l.poller.remove(fd)
-	unix.Close(fd)
+	c.mu.Lock()
+	inWrite := c.writing
+	c.closeFD = inWrite
+	c.mu.Unlock()
+	if !inWrite {
+		unix.Close(fd)
+	}
 	c.parser.Release()
 	c.forget()
 }
@@ -164,7 +170,8 @@ func (c *Conn) markGone() bool {
 	c.gone = true
 	c.torn.Store(true)
 	clear(c.queue)
-	c.queue = nil
+	c.queue = c.queue[:0]
+	c.shrinkQueue()
 	c.queued = 0
 	return true
 }

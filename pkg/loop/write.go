@@ -1,26 +1,64 @@
 package loop
 
 import (
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/roomcast/roomcast/pkg/frame"
 )
 
 // maxIovecs is the most frames one writev carries (Linux's IOV_MAX is 1024).
 const maxIovecs = 1024
 
-// keepQueueCap is the queue capacity kept after a flush; a bigger backing
-// array is dropped so a burst does not stay in an idle connection's memory.
-const keepQueueCap = 8
+// keepQueueCap is the queue capacity an idle connection keeps. A queue that
+// grows past it borrows a pooledQueueCap array from queuePool and gives it
+// back once flushed empty, so bursts neither regrow a queue by doubling nor
+// leave a big array in an idle connection's memory.
+const (
+	keepQueueCap   = 8
+	pooledQueueCap = 256
+)
+
+var queuePool = sync.Pool{New: func() any {
+	q := make([]*frame.Prepared, 0, pooledQueueCap)
+	return &q
+}}
+
+// growQueue moves a full small queue into a pooled array. Lock held.
+func (c *Conn) growQueue() {
+	if len(c.queue) < cap(c.queue) || cap(c.queue) < keepQueueCap || cap(c.queue) >= pooledQueueCap {
+		return
+	}
+	q := queuePool.Get().(*[]*frame.Prepared)
+	*q = append((*q)[:0], c.queue...)
+	clear(c.queue)
+	c.queue = *q
+}
+
+// shrinkQueue gives an emptied pooled array back. Lock held.
+func (c *Conn) shrinkQueue() {
+	if len(c.queue) != 0 || cap(c.queue) <= keepQueueCap {
+		return
+	}
+	if cap(c.queue) == pooledQueueCap {
+		q := c.queue[:0]
+		queuePool.Put(&q)
+	}
+	c.queue = nil
+}
 
 // flushJob writes as much of the queue as the socket takes, many frames per
-// writev. The lock is held across the non-blocking syscall: it never waits,
-// and holding it keeps the queue and the fd consistent with teardown.
+// writev. The syscall runs without c.mu, so the fan-out never waits for a
+// write to queue the next frame: it appends, and this job picks the frame up
+// on its next round (flushPending stays set until the queue is empty or the
+// socket is full). c.writing keeps teardown from closing the fd under the
+// write; the writer closes it afterwards instead.
 //
 // Hot path: one call per connection per batch of broadcasts (bench fanout).
 func (c *Conn) flushJob(w *worker) {
 	c.mu.Lock()
-	c.flushPending = false
 	broken := false
 	for len(c.queue) > 0 && !c.gone && !c.wantOut {
 		w.iovs = w.iovs[:0]
@@ -34,12 +72,29 @@ func (c *Conn) flushJob(w *worker) {
 			}
 			w.iovs = append(w.iovs, b)
 		}
+		c.writing = true
+		c.outSeen = false
+		c.mu.Unlock()
 		n, err := writev(int(c.fd), w.iovs, &w.vecs)
+		c.mu.Lock()
+		c.writing = false
+		if c.closeFD {
+			// Teardown came during the write and left the close to us.
+			c.closeFD = false
+			unix.Close(int(c.fd))
+		}
+		if c.gone {
+			break
+		}
 		if n > 0 {
 			c.loop.metrics.BytesOut.Add(float64(n))
 			c.advance(n)
 		}
 		if err == unix.EAGAIN {
+			if c.outSeen {
+				// EPOLLOUT came while we wrote: the socket has room again.
+				continue
+			}
 			c.wantOut = true
 			break
 		}
@@ -48,9 +103,8 @@ func (c *Conn) flushJob(w *worker) {
 			break
 		}
 	}
-	if cap(c.queue) > keepQueueCap && len(c.queue) == 0 {
-		c.queue = nil
-	}
+	c.flushPending = false
+	c.shrinkQueue()
 	done := len(c.queue) == 0 && c.dropAfter && !c.gone
 	c.mu.Unlock()
 	if broken || done {
