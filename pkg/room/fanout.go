@@ -15,18 +15,117 @@ import (
 // encoded once into an immutable frame.Prepared and the same frame is queued
 // on every local member's connection.
 
-// drainShard delivers the room messages of one shard, in order.
+// maxBatch bounds how many queued messages one shard takes at a time.
+const maxBatch = 64
+
+// shardScratch is one shard goroutine's reusable buffers.
+type shardScratch struct {
+	enc    []byte // encoding buffer; NewPrepared copies it
+	batch  []*nats.Msg
+	frames []*frame.Prepared
+	skips  []string
+}
+
+// drainShard delivers the room messages of one shard, in order. Under load it
+// takes what else is already queued (up to maxBatch) and fans a run of
+// messages for the same room out member by member, so each member's frames
+// are queued back to back and its connection writes them with one writev:
+// syscalls, not encoding, are the fan-out budget (DESIGN.md, bench fanout).
 func (h *Hub) drainShard(ch chan *nats.Msg) {
 	defer h.wg.Done()
-	// scratch is this goroutine's encoding buffer; NewPrepared copies it.
-	scratch := make([]byte, 0, 1024)
+	sc := &shardScratch{enc: make([]byte, 0, 1024), batch: make([]*nats.Msg, 0, maxBatch)}
 	for {
 		select {
 		case <-h.done:
 			return
 		case m := <-ch:
-			h.deliverRoom(m, &scratch)
+			sc.batch = append(sc.batch[:0], m)
+		more:
+			for len(sc.batch) < maxBatch {
+				select {
+				case m := <-ch:
+					sc.batch = append(sc.batch, m)
+				default:
+					break more
+				}
+			}
+			for i := 0; i < len(sc.batch); {
+				j := i + 1
+				for j < len(sc.batch) && sc.batch[j].Subject == sc.batch[i].Subject {
+					j++
+				}
+				if j-i == 1 {
+					h.deliverRoom(sc.batch[i], &sc.enc)
+				} else {
+					h.deliverRun(sc.batch[i:j], sc)
+				}
+				i = j
+			}
+			clear(sc.batch) // let the messages go
 		}
+	}
+}
+
+// deliverRun fans out several messages of one subject, in order, member by
+// member. Messages of a history room take the per-message path.
+//
+// Hot path: bench fanout under load; no allocation per member.
+func (h *Hub) deliverRun(ms []*nats.Msg, sc *shardScratch) {
+	name, ok := h.o.Subjects.RoomFromSubject(ms[0].Subject)
+	if !ok {
+		for _, m := range ms {
+			h.deliverStored(m)
+		}
+		return
+	}
+	h.mu.RLock()
+	r := h.rooms[name]
+	h.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	members := *r.members.Load()
+	if len(members) == 0 {
+		return
+	}
+	start := time.Now()
+	sc.frames, sc.skips = sc.frames[:0], sc.skips[:0]
+	for _, m := range ms {
+		event := m.Header.Get(HeaderEvent)
+		if event == "" {
+			event = "message"
+		}
+		b := appendEvent(sc.enc[:0], r.name, event, m.Header.Get(HeaderFrom), m.Data)
+		sc.frames = append(sc.frames, frame.NewPrepared(frame.OpText, b))
+		sc.skips = append(sc.skips, m.Header.Get(HeaderNoEcho))
+		if cap(b) <= maxScratch {
+			sc.enc = b[:0]
+		}
+	}
+	n := 0
+	for _, s := range members {
+		for i, f := range sc.frames {
+			if sc.skips[i] != "" && s.id == sc.skips[i] {
+				continue
+			}
+			if s.held(f) {
+				n++
+				continue
+			}
+			if err := s.conn.Send(f); err != nil {
+				s.markClosed()
+				break
+			}
+			n++
+		}
+	}
+	clear(sc.frames)
+	h.outEvent.Add(float64(n))
+	// One observation per message, each the run's time: the last member got
+	// every frame of the run that late.
+	d := time.Since(start).Seconds()
+	for range ms {
+		h.o.Metrics.FanoutSeconds.Observe(d)
 	}
 }
 
