@@ -72,9 +72,10 @@ type Session struct {
 	// once the welcome is out.
 	hold atomic.Pointer[holdQueue]
 
-	mu      sync.Mutex
-	cleaned bool    // released: every later call is a no-op
-	rooms   []*room // joined rooms, in join order
+	mu        sync.Mutex
+	cleaned   bool    // released: every later call is a no-op
+	announced bool    // the connect event went out: leave and close events follow
+	rooms     []*room // joined rooms, in join order
 
 	// Token bucket (see RateLimit), touched only inside Receive.
 	tokens  float64
@@ -155,6 +156,7 @@ func (h *Hub) Open(id Identity, c Conn) *Session {
 		return s
 	}
 	h.outReply.Inc()
+	s.announced = true
 	s.eventConnect()
 	for _, o := range joined {
 		if o.r != nil {
@@ -316,14 +318,20 @@ func (s *Session) cleanup() {
 	s.cleaned = true
 	rooms := s.rooms
 	s.rooms = nil
+	announced := s.announced
 	s.mu.Unlock()
 	h := s.hub
 	for _, r := range rooms {
 		h.removeMember(r, s)
 		h.pres.Leave(r.name, s.id)
-		s.eventLeave(r.name)
+		if announced {
+			s.eventLeave(r.name)
+		}
 	}
 	h.unregister(s)
+	if !announced {
+		return // its welcome never went out: back-ends never heard of it
+	}
 	code, reason := frame.CloseAbnormal, ""
 	if ci := s.closing.Load(); ci != nil {
 		code, reason = ci.code, ci.reason
