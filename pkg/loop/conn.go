@@ -46,6 +46,7 @@ type Conn struct {
 	writing      bool // a flush job is in writev without the lock
 	closeFD      bool // teardown left closing the fd to that writer
 	outSeen      bool // EPOLLOUT came while writing
+	sent         bool // a Send since the last sweep (keeps a pooled queue)
 	opening      bool // OnOpen is running: OnClose waits for it
 	notified     bool // OnClose was called, or is due once OnOpen returns
 	closeCode    uint16
@@ -103,6 +104,7 @@ func (c *Conn) enqueue(f *frame.Prepared, control bool) error {
 	}
 	c.growQueue()
 	c.queue = append(c.queue, f)
+	c.sent = true
 	c.queued += n
 	schedule := !c.flushPending && !c.wantOut
 	if schedule {

@@ -28,6 +28,12 @@ func (l *Loop) sweepLoop() {
 func (l *Loop) sweep(now int64) {
 	interval := int64(l.opts.PingInterval)
 	l.eachConn(func(c *Conn) {
+		c.mu.Lock()
+		if !c.sent && !c.flushPending {
+			c.shrinkQueue()
+		}
+		c.sent = false
+		c.mu.Unlock()
 		if by := c.closeByNanos.Load(); by != 0 {
 			if now > by {
 				c.requestTeardown()

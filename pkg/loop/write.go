@@ -13,9 +13,11 @@ import (
 const maxIovecs = 1024
 
 // keepQueueCap is the queue capacity an idle connection keeps. A queue that
-// grows past it borrows a pooledQueueCap array from queuePool and gives it
-// back once flushed empty, so bursts neither regrow a queue by doubling nor
-// leave a big array in an idle connection's memory.
+// grows past it borrows a pooledQueueCap array from queuePool and keeps it
+// while the connection is busy; the sweep gives it back after a second with
+// no Send. So bursts neither regrow a queue by doubling nor churn the pool
+// (its arrays would be dropped at every GC), and an idle connection holds
+// no big array.
 const (
 	keepQueueCap   = 8
 	pooledQueueCap = 256
@@ -37,7 +39,7 @@ func (c *Conn) growQueue() {
 	c.queue = *q
 }
 
-// shrinkQueue gives an emptied pooled array back. Lock held.
+// shrinkQueue gives an emptied big array back. Lock held.
 func (c *Conn) shrinkQueue() {
 	if len(c.queue) != 0 || cap(c.queue) <= keepQueueCap {
 		return
@@ -104,7 +106,9 @@ func (c *Conn) flushJob(w *worker) {
 		}
 	}
 	c.flushPending = false
-	c.shrinkQueue()
+	if cap(c.queue) > pooledQueueCap {
+		c.shrinkQueue() // grown by append past the pooled size: drop it now
+	}
 	done := len(c.queue) == 0 && c.dropAfter && !c.gone
 	c.mu.Unlock()
 	if broken || done {
