@@ -14,7 +14,7 @@ build:
 	$(GO) build -o $(BIN)/roomcast-mint ./cmd/mint
 
 # test is what CI runs (.ci/run calls exactly this).
-test: lint unit fuzz js js-e2e check-deploy
+test: lint unit fuzz bench-smoke js js-e2e check-deploy
 	@echo "make test: all suites passed"
 
 lint:
@@ -58,3 +58,5 @@ clean:
 	rm -rf $(BIN)
 
 -include deploy/check.mk
+-include bench/bench.mk
+-include e2e/soak.mk
