@@ -735,7 +735,7 @@ func TestChaosKeyRace(t *testing.T) {
 // TestChaosSlowConsumer floods a room in which one client has stopped
 // reading (item 4e). The node must cut that client with 4009 once its
 // outgoing queue (--max-queue, default 1 MiB) is full, keep serving the
-// room's other member at full speed, and keep its memory flat: three
+// room's other member at full speed, and keep its memory flat: five
 // stalled clients in a row, each followed by more flood after its cut,
 // leave the node's RSS where it was after a warm-up of the same traffic.
 func TestChaosSlowConsumer(t *testing.T) {
@@ -748,9 +748,9 @@ func TestChaosSlowConsumer(t *testing.T) {
 		msgSize   = 4 << 10
 		batch     = 128             // messages published before waiting for the healthy member
 		maxFlood  = 64 << 20 / 4096 // bound per stalled client: 64 MiB of flood without a cut fails
-		afterCut  = 8 << 20 / 4096  // flood that goes on after each cut: 8 MiB
+		afterCut  = 4 << 20 / 4096  // flood that goes on after each cut: 4 MiB
 		warmup    = 16 << 20 / 4096 // the same traffic before the baseline: 16 MiB
-		stalled   = 3
+		stalled   = 5
 		rcvBuffer = 4 << 10 // the stalled client's SO_RCVBUF: its kernel holds little
 	)
 	// The node's goroutines at rest: the loop's workers exit 10 s after
@@ -874,26 +874,28 @@ func TestChaosSlowConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Flat, three ways. (1) Against the warm-up baseline: the 36 MiB of
+	// Flat, three ways. (1) Against the warm-up baseline: the 40 MiB of
 	// flood since would show up whole if the node buffered it for the
 	// stalled clients; what may legitimately remain is the peak of one full
 	// queue (1 MiB) twice over (GOGC=100 lets the heap reach twice the live
 	// set before a collection) plus allocator and runtime noise, measured
-	// at +3.6 to +5.1 MiB: 12 MiB is a third of the flood. (2) Between
+	// at +2.1 to +5.1 MiB: 12 MiB is under a third of the flood. (2) Between
 	// stalled clients: each one cut leaves nothing behind, so RSS after the
-	// last cut is within 4 MiB of RSS after the first (measured ±1.5 MiB).
+	// last cut is within 4 MiB of RSS after the first (measured −0.7 to
+	// +2.3 MiB).
 	const tolerance, drift = 12 << 20, 4 << 20
 	floodAfter := int64(sent-warmup) * msgSize
 	// (3) The heap goal after a GC (about twice the live heap; see
 	// heapGoal), which neither remembers the peak nor counts the race
-	// detector's shadow memory: the stalled clients' queues (3 MiB) are
-	// released. Measured: +0.2 MiB when the healthy member keeps up at
-	// once, up to +3.8 MiB when it lags (a -race test process) and the
-	// node's buffers and pools grow with its backlog; 8 stalled clients in
-	// a row leave no more than 3. Allowed: 4 MiB.
+	// detector's shadow memory: the stalled clients' queues are released
+	// (kept, 5 full queues would add ~10 MiB of goal). Measured: +0.2 MiB
+	// when the healthy member keeps up at once, up to +3.9 MiB when it lags
+	// (a -race test process) and the node's buffers and pools grow with
+	// its backlog, however many clients stalled (3 or 8 alike). Allowed:
+	// 5 MiB.
 	goalAfter := heapGoal(t, node)
-	if goalAfter > goalBefore+4<<20 {
-		t.Errorf("heap goal after GC %.1f MiB after the flood, %.1f MiB before it: over the 4 MiB allowed",
+	if goalAfter > goalBefore+5<<20 {
+		t.Errorf("heap goal after GC %.1f MiB after the flood, %.1f MiB before it: over the 5 MiB allowed",
 			harness.MiB(int64(goalAfter)), harness.MiB(int64(goalBefore)))
 	}
 	raced := harness.NodeRaceBuilt(t)
