@@ -7,10 +7,15 @@ import type { ConnectionState, Link, StateInfo } from './link.js';
 import { PresenceTracker, type RoomPresence } from './presence.js';
 import {
 	isValidRoom,
+	type AckMessage,
 	type ClientMessage,
 	type EventMap,
 	type EventMessage,
+	type HistoryEvent,
+	type HistoryPageMessage,
 	type HistoryPosition,
+	type HistoryRequestMessage,
+	type JoinMessage,
 	type Meta,
 	type ServerMessage,
 	type Session,
@@ -50,8 +55,9 @@ export interface ClientOptions extends ConnectionOptions {
 	 */
 	maxQueued?: number;
 	/**
-	 * Room history recovery (issue 10): re-join with `since: {seq, epoch}` of
-	 * the last event seen. Default false until the node supports it.
+	 * Room history recovery: (re-)join rooms with history with `since: {seq, epoch}`
+	 * of the last event seen (or of the join's ack), so the node replays what was
+	 * missed. Default true; see the `recovered` notification.
 	 */
 	recover?: boolean;
 	/** A ready link (tests, custom transports). Wins over everything above. */
@@ -83,6 +89,39 @@ export interface ClientEvents<E extends EventMap, M> {
 	event: (msg: EventMessage<E>) => void;
 	/** Every server message (debugging). */
 	message: (msg: ServerMessage<E, M>) => void;
+	/**
+	 * The answer to a join (explicit or automatic after a reconnect) sent with
+	 * `since`. `recovered: true`: the missed events follow, in order, as ordinary
+	 * events. `recovered: false`: they are gone (older than the history, or the
+	 * history was reset): refetch the room's state ({@link RoomcastClient.history}
+	 * or your back-end); live events carry on from `position`.
+	 */
+	recovered: (info: RecoveredInfo) => void;
+}
+
+/** See {@link ClientEvents.recovered}. */
+export interface RecoveredInfo {
+	room: string;
+	recovered: boolean;
+	/** The room's position after the join (undefined for a room without history). */
+	position: HistoryPosition | undefined;
+}
+
+export interface HistoryOptions {
+	/** At most this many events (node default 100, at most 1000). */
+	limit?: number;
+	/** The newest events below this sequence (paging back). */
+	before?: number;
+	/** The oldest events above this sequence (paging forward). */
+	after?: number;
+}
+
+/** A page of a room's history: events oldest first; `seq` and `epoch` are the room's newest position. */
+export interface HistoryPage<E extends EventMap = EventMap> {
+	room: string;
+	seq: number;
+	epoch: string;
+	events: HistoryEvent<E>[];
 }
 
 export interface PublishOptions {
@@ -290,7 +329,28 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 		return this.#presence.count(room);
 	}
 
-	/** The last history position seen in `room` (rooms with history only). */
+	/**
+	 * Reads a page of `room`'s history (same `allow` rules as `join`; the room
+	 * need not be joined): the newest `limit` events, or those `before` /
+	 * `after` a sequence, oldest first. Rejects with `not_found` for a room
+	 * without history.
+	 */
+	history(room: string, opts: HistoryOptions = {}): Promise<HistoryPage<E>> {
+		const msg: HistoryRequestMessage = { type: 'history', room };
+		if (opts.limit !== undefined) msg.limit = opts.limit;
+		if (opts.before !== undefined) msg.before = opts.before;
+		if (opts.after !== undefined) msg.after = opts.after;
+		return this.#request(msg).then((m) => {
+			const page = m as HistoryPageMessage<E>;
+			return { room: page.room ?? room, seq: page.seq, epoch: page.epoch, events: page.events ?? [] };
+		});
+	}
+
+	/**
+	 * The history position of `room` (rooms with history only): the `seq` and
+	 * `epoch` of the last event received, or of the join's ack. Sent as `since`
+	 * on re-joins.
+	 */
 	position(room: string): HistoryPosition | undefined {
 		return this.#positions.get(room);
 	}
@@ -319,7 +379,7 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 	// ── internals ─────────────────────────────────────────────────────────
 
 	#addSince(msg: ClientMessage): void {
-		if (!this.#opts.recover || msg.type !== 'join') return;
+		if (this.#opts.recover === false || msg.type !== 'join') return;
 		const pos = this.#positions.get(msg.room);
 		if (pos) msg.since = pos;
 	}
@@ -386,9 +446,13 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 				return this.#onWelcome(msg);
 			case 'ack': {
 				const p = this.#settle(msg.id);
+				if (p?.join) this.#onJoinAck(p.msg as JoinMessage, msg);
 				p?.resolve(msg);
 				return;
 			}
+			case 'history':
+				this.#settle(msg.id)?.resolve(msg);
+				return;
 			case 'reply':
 				this.#settle(msg.id)?.resolve(msg.data);
 				return;
@@ -474,8 +538,33 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 		if (open) this.#sys.emit('state', open);
 	}
 
+	/**
+	 * A join's ack sets the room's position (seq and epoch of a room with
+	 * history), except after a successful recovery: then `since` stands until
+	 * the replayed events move it.
+	 */
+	#onJoinAck(join: JoinMessage, ack: AckMessage): void {
+		const room = join.room;
+		if (!this.#rooms.has(room)) return; // left meanwhile
+		if (ack.recovered !== true) {
+			if (typeof ack.seq === 'number') {
+				const pos: HistoryPosition = { seq: ack.seq };
+				if (ack.epoch !== undefined) pos.epoch = ack.epoch;
+				this.#positions.set(room, pos);
+			} else if (join.since) {
+				this.#positions.delete(room); // the room keeps no history (any more)
+			}
+		}
+		if (join.since && typeof ack.recovered === 'boolean') {
+			this.#sys.emit('recovered', { room, recovered: ack.recovered, position: this.#positions.get(room) });
+		}
+	}
+
 	#onEvent(msg: EventMessage<E>): void {
 		if (msg.room !== undefined && typeof msg.seq === 'number') {
+			const last = this.#positions.get(msg.room);
+			// Safety net: never deliver an event twice (same epoch, not above the position).
+			if (last && last.epoch === msg.epoch && msg.seq <= last.seq) return;
 			const pos: HistoryPosition = { seq: msg.seq };
 			if (msg.epoch !== undefined) pos.epoch = msg.epoch;
 			this.#positions.set(msg.room, pos);

@@ -7,7 +7,7 @@
  * script in `@roomcast/client/worker`.
  */
 export { RoomcastClient, createLink } from './client.js';
-export type { ClientOptions, ClientEvents, EventContext, PublishOptions, RpcOptions } from './client.js';
+export type { ClientOptions, ClientEvents, EventContext, HistoryOptions, HistoryPage, PublishOptions, RecoveredInfo, RpcOptions } from './client.js';
 export { Connection, browserWake, isOneTimeUrl, toWebSocketUrl } from './connection.js';
 export type { ConnectionOptions, WakeSource, WebSocketConstructor, WebSocketLike } from './connection.js';
 export type { ConnectionState, Link, LinkEvents, StateInfo } from './link.js';

@@ -69,6 +69,15 @@ export interface PingMessage {
 	type: 'ping';
 	id?: number;
 }
+/** A page of a room's history: `limit` (default 100, at most 1000), then `before` or `after` a sequence, or the newest. */
+export interface HistoryRequestMessage {
+	type: 'history';
+	id?: number;
+	room: string;
+	limit?: number;
+	before?: number;
+	after?: number;
+}
 
 export type ClientMessage =
 	| JoinMessage
@@ -77,7 +86,8 @@ export type ClientMessage =
 	| SendMessage
 	| RpcMessage
 	| PresenceMessage
-	| PingMessage;
+	| PingMessage
+	| HistoryRequestMessage;
 
 // ── server → client ────────────────────────────────────────────────────────
 
@@ -125,8 +135,30 @@ export interface SessionChangeMessage<M = Meta> {
 export interface AckMessage {
 	type: 'ack';
 	id: number;
-	/** Set on a join with `since` (issue 10): false when the gap is older than the history. */
+	/** Set on a join with `since` (issue 10): false when the gap is older than the history (or the room has none). */
 	recovered?: boolean;
+	/** On the join of a room with history: the room's position when joined. */
+	seq?: number;
+	epoch?: string;
+}
+
+/** One stored event of a history page. `time` is unix milliseconds. */
+export interface HistoryEvent<E extends EventMap = EventMap, K extends keyof E & string = keyof E & string> {
+	seq: number;
+	event: K;
+	data: E[K];
+	from?: string;
+	time: number;
+}
+
+/** The answer to a `history` request: events oldest first; `seq` is the room's newest sequence. */
+export interface HistoryPageMessage<E extends EventMap = EventMap> {
+	type: 'history';
+	id: number;
+	room: string;
+	seq: number;
+	epoch: string;
+	events: HistoryEvent<E>[];
 }
 export interface ReplyMessage {
 	type: 'reply';
@@ -163,7 +195,8 @@ export type ServerMessage<E extends EventMap = EventMap, M = Meta> =
 	| AckMessage
 	| ReplyMessage
 	| ErrorMessage
-	| PongMessage;
+	| PongMessage
+	| HistoryPageMessage<E>;
 
 /**
  * Splits one server frame into messages. Empty lines are skipped; a line that

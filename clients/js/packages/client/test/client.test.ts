@@ -302,6 +302,110 @@ describe('RoomcastClient: reconnect', () => {
 		expect(ws2.ofType('join')).toHaveLength(0);
 	});
 
+	it('recovers by default: the position of the join ack is the since of the re-join (no event seen)', async () => {
+		const { rc, ws } = await connected();
+		const p = rc.join('h');
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[0]!.id, seq: 1042, epoch: 'E' });
+		await p;
+		expect(rc.position('h')).toEqual({ seq: 1042, epoch: 'E' });
+		const ws2 = await reconnect(rc);
+		expect(ws2.ofType('join')[0]).toMatchObject({ room: 'h', since: { seq: 1042, epoch: 'E' } });
+	});
+
+	it('keeps since on recovered:true until the replayed events move it, and notifies', async () => {
+		const { rc, ws } = await connected();
+		await joined(rc, ws, 'h');
+		ws.serverSend({ type: 'event', room: 'h', event: 'chat', data: { text: 'a' }, seq: 7, epoch: 'E' });
+		const got: unknown[] = [];
+		rc.listen('recovered', (r) => got.push(structuredClone(r)));
+		const seqs: number[] = [];
+		rc.on('chat', (_d, ctx) => seqs.push(ctx.seq!));
+		const ws2 = await reconnect(rc);
+		const j = ws2.ofType('join')[0]!;
+		ws2.serverSend(
+			{ type: 'ack', id: j.id, seq: 9, epoch: 'E', recovered: true },
+			{ type: 'session:list', room: 'h', sessions: [] }
+		);
+		expect(rc.position('h')).toEqual({ seq: 7, epoch: 'E' });
+		expect(got).toEqual([{ room: 'h', recovered: true, position: { seq: 7, epoch: 'E' } }]);
+		ws2.serverSend(
+			{ type: 'event', room: 'h', event: 'chat', data: { text: 'b' }, seq: 8, epoch: 'E' },
+			{ type: 'event', room: 'h', event: 'chat', data: { text: 'c' }, seq: 9, epoch: 'E' }
+		);
+		expect(seqs).toEqual([8, 9]);
+		expect(rc.position('h')).toEqual({ seq: 9, epoch: 'E' });
+	});
+
+	it('reports recovered:false and carries on from the ack position', async () => {
+		const { rc, ws } = await connected();
+		await joined(rc, ws, 'h');
+		ws.serverSend({ type: 'event', room: 'h', event: 'chat', data: { text: 'a' }, seq: 7, epoch: 'E' });
+		const got: unknown[] = [];
+		rc.listen('recovered', (r) => got.push(structuredClone(r)));
+		const ws2 = await reconnect(rc);
+		ws2.serverSend({ type: 'ack', id: ws2.ofType('join')[0]!.id, seq: 500, epoch: 'F', recovered: false });
+		expect(got).toEqual([{ room: 'h', recovered: false, position: { seq: 500, epoch: 'F' } }]);
+		expect(rc.position('h')).toEqual({ seq: 500, epoch: 'F' });
+	});
+
+	it('reports recovered:false and forgets the position when the room keeps no history any more', async () => {
+		const { rc, ws } = await connected();
+		await joined(rc, ws, 'h');
+		ws.serverSend({ type: 'event', room: 'h', event: 'chat', data: { text: 'a' }, seq: 7, epoch: 'E' });
+		const got: unknown[] = [];
+		rc.listen('recovered', (r) => got.push(structuredClone(r)));
+		const ws2 = await reconnect(rc);
+		ws2.serverSend({ type: 'ack', id: ws2.ofType('join')[0]!.id, recovered: false });
+		expect(got).toEqual([{ room: 'h', recovered: false, position: undefined }]);
+		expect(rc.position('h')).toBeUndefined();
+		const ws3 = await reconnect(rc);
+		expect(ws3.ofType('join')[0]!.since).toBeUndefined();
+	});
+
+	it('sends no since with recover: false, and no recovered notification for joins without since', async () => {
+		const { rc, ws } = await connected({ recover: false });
+		const got: unknown[] = [];
+		rc.listen('recovered', (r) => got.push(r));
+		const p = rc.join('h');
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[0]!.id, seq: 3, epoch: 'E' });
+		await p;
+		expect(rc.position('h')).toEqual({ seq: 3, epoch: 'E' });
+		const ws2 = await reconnect(rc);
+		expect(ws2.ofType('join')[0]!.since).toBeUndefined();
+		expect(got).toEqual([]);
+	});
+
+	it('drops events at or below the position in the same epoch, not from another epoch', async () => {
+		const { rc, ws } = await connected();
+		const p = rc.join('h');
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[0]!.id, seq: 10, epoch: 'E' });
+		await p;
+		const seqs: string[] = [];
+		rc.on('chat', (_d, ctx) => seqs.push(`${ctx.epoch}:${ctx.seq}`));
+		const ev = (seq: number, epoch: string) => ({ type: 'event', room: 'h', event: 'chat', data: { text: '' }, seq, epoch });
+		ws.serverSend(ev(9, 'E'), ev(10, 'E'), ev(11, 'E'), ev(11, 'E'), ev(12, 'E'), ev(2, 'G'), ev(2, 'G'), ev(3, 'G'));
+		ws.serverSend({ type: 'event', room: 'other', event: 'chat', data: { text: '' } });
+		expect(seqs).toEqual(['E:11', 'E:12', 'G:2', 'G:3', 'undefined:undefined']);
+	});
+
+	it('reads history pages', async () => {
+		const { rc, ws } = await connected();
+		const p = rc.history('h', { limit: 2, before: 50 });
+		const req = ws.ofType('history')[0]!;
+		expect(req).toEqual({ type: 'history', id: req.id, room: 'h', limit: 2, before: 50 });
+		const events = [
+			{ seq: 40, event: 'chat', data: { text: 'a' }, from: 's1', time: 1 },
+			{ seq: 45, event: 'chat', data: { text: 'b' }, time: 2 }
+		];
+		ws.serverSend({ type: 'history', id: req.id, room: 'h', seq: 60, epoch: 'E', events });
+		await expect(p).resolves.toEqual({ room: 'h', seq: 60, epoch: 'E', events });
+		const q = rc.history('none', { after: 3 });
+		const r2 = ws.ofType('history')[1]!;
+		expect(r2).toEqual({ type: 'history', id: r2.id, room: 'none', after: 3 });
+		ws.serverSend({ type: 'error', id: r2.id, code: 'not_found', message: 'no history' });
+		await expect(q).rejects.toMatchObject({ code: 'not_found' });
+	});
+
 	it('sends since on re-join when recover is on', async () => {
 		const { rc, ws } = await connected({ recover: true });
 		await joined(rc, ws, 'h');
