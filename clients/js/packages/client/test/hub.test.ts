@@ -267,6 +267,55 @@ describe('Hub', () => {
 		expect(b.msgs('reply')).toHaveLength(0);
 	});
 
+	it('re-joins with since from the acks and events it forwarded, and passes recovered on to the tabs', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'h' }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id, seq: 40, epoch: 'E' });
+		expect(a.msgs('ack')).toEqual([{ type: 'ack', id: 1, seq: 40, epoch: 'E' }]);
+		// First reconnect: no event seen, the ack's position is the since.
+		link().setState({ state: 'reconnecting', attempt: 0, delay: 100 });
+		link().sent = [];
+		link().welcome({ session: 'S2' });
+		expect(link().ofType('join')).toEqual([{ type: 'join', id: expect.any(Number), room: 'h', since: { seq: 40, epoch: 'E' } }]);
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id, seq: 42, epoch: 'E', recovered: true });
+		const ev = (seq: number) => ({ type: 'event', room: 'h', event: 'm', data: seq, seq, epoch: 'E' });
+		link().server(ev(41));
+		link().server(ev(41)); // a repeat is not forwarded
+		link().server(ev(42));
+		expect(a.msgs('event').map((m) => m.seq)).toEqual([41, 42]);
+		// The tabs' own re-joins with since, once the upstream join is answered: position and recovered.
+		hub.receive(a, msg({ type: 'join', id: 2, room: 'h', since: { seq: 40, epoch: 'E' } }));
+		hub.receive(b, msg({ type: 'join', id: 7, room: 'h' }));
+		expect(a.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 2, seq: 42, epoch: 'E', recovered: true });
+		expect(b.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 7, seq: 42, epoch: 'E' });
+		// Second reconnect: since is the last event forwarded; recovered:false reaches a waiting tab.
+		link().setState({ state: 'reconnecting', attempt: 0, delay: 100 });
+		link().sent = [];
+		link().welcome({ session: 'S3' });
+		expect(link().ofType('join')[0]).toMatchObject({ room: 'h', since: { seq: 42, epoch: 'E' } });
+		hub.receive(a, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id, seq: 900, epoch: 'F', recovered: false });
+		expect(a.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 3, seq: 900, epoch: 'F', recovered: false });
+		link().setState({ state: 'reconnecting', attempt: 0, delay: 100 });
+		link().sent = [];
+		link().welcome({ session: 'S4' });
+		expect(link().ofType('join')[0]).toMatchObject({ room: 'h', since: { seq: 900, epoch: 'F' } });
+	});
+
+	it("starts from the first tab's since, and routes history pages by id", () => {
+		const a = new TabPort();
+		openHub(a);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'h', since: { seq: 5, epoch: 'E' } }));
+		expect(link().ofType('join')[0]).toMatchObject({ room: 'h', since: { seq: 5, epoch: 'E' } });
+		hub.receive(a, msg({ type: 'history', id: 9, room: 'h', limit: 10 }));
+		const up = link().ofType('history')[0]!;
+		expect(up).toMatchObject({ room: 'h', limit: 10 });
+		link().server({ type: 'history', id: up.id, room: 'h', seq: 7, epoch: 'E', events: [] });
+		expect(a.msgs('history')).toEqual([{ type: 'history', id: 9, room: 'h', seq: 7, epoch: 'E', events: [] }]);
+	});
+
 	it('asks the most recently seen tab that can mint, and fails over when it goes', async () => {
 		const a = new TabPort();
 		const b = new TabPort();
@@ -423,6 +472,43 @@ describe('Hub with tabs (WorkerLink) and a real Connection', () => {
 		expect(t1.sessions('r').map((s) => s.session)).toEqual(['S2']);
 		expect(t2.sessions('r').map((s) => s.session)).toEqual(['S2']);
 		expect(t2.session).toBe('S2');
+	});
+
+	it('recovers history rooms for every tab after a reconnect: no gap, no repeat, recovered notified', async () => {
+		const { tab } = setup();
+		const t1 = tab();
+		const t2 = tab();
+		await flush();
+		const ws = FakeWebSocket.last;
+		ws.welcome({ session: 'S' });
+		const got1: number[] = [];
+		const got2: number[] = [];
+		t1.on('chat', (_d, c) => got1.push(c.seq!));
+		t2.on('chat', (_d, c) => got2.push(c.seq!));
+		const rec: unknown[] = [];
+		t1.listen('recovered', (r) => rec.push(structuredClone(r)));
+		const j = t1.join('h');
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[0]!.id, seq: 10, epoch: 'E' });
+		await j;
+		await t2.join('h');
+		expect(t2.position('h')).toEqual({ seq: 10, epoch: 'E' });
+		const ev = (seq: number) => ({ type: 'event', room: 'h', event: 'chat', data: String(seq), seq, epoch: 'E' });
+		ws.serverSend(ev(11), ev(12));
+
+		ws.serverClose(1006);
+		clock.advance(20_000);
+		for (let i = 0; i < 5 && FakeWebSocket.instances.length === 1; i++) await flush();
+		const ws2 = FakeWebSocket.last;
+		ws2.welcome({ session: 'S2' });
+		const joins = ws2.ofType('join');
+		expect(joins).toEqual([{ type: 'join', id: expect.any(Number), room: 'h', since: { seq: 12, epoch: 'E' } }]);
+		ws2.serverSend({ type: 'ack', id: joins[0]!.id, seq: 14, epoch: 'E', recovered: true }, ev(12), ev(13), ev(14), ev(15));
+		await flush();
+		expect(got1).toEqual([11, 12, 13, 14, 15]);
+		expect(got2).toEqual([11, 12, 13, 14, 15]);
+		expect(rec).toEqual([{ room: 'h', recovered: true, position: expect.objectContaining({ epoch: 'E' }) }]);
+		expect(t1.position('h')).toEqual({ seq: 15, epoch: 'E' });
+		expect(ws2.ofType('join')).toHaveLength(1);
 	});
 
 	it('carries fatal errors to tabs as RoomcastErrors', async () => {

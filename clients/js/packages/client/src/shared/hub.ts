@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { Link, StateInfo } from '../link.js';
 import { PresenceTracker } from '../presence.js';
-import type { ClientMessage, ServerMessage, WelcomeMessage } from '../protocol.js';
+import type { AckMessage, ClientMessage, HistoryPosition, ServerMessage, WelcomeMessage } from '../protocol.js';
 import { toWireError, toWireState, type HubConfig, type HubMessage, type TabMessage } from './messages.js';
 
 /** A tab as the hub sees it: where to post. MessagePort qualifies. */
@@ -39,7 +39,14 @@ interface HubRoom {
 	/** Auto-joined by the node (welcome.rooms): delivered to every tab, never left. */
 	auto: boolean;
 	meta: unknown;
-	since: unknown;
+	/**
+	 * History position (rooms with history): the first tab's `since`, then the
+	 * seq/epoch of the join acks and of the events forwarded to the tabs.
+	 * Sent as `since` on every upstream (re-)join.
+	 */
+	pos: HistoryPosition | undefined;
+	/** The `recovered` of the upstream join on the current socket, for tabs re-joining with since. */
+	recovered: boolean | undefined;
 	/** Tabs waiting for the ack of the upstream join, with their own request ids. */
 	waiters: Array<{ port: HubPort; id: number | undefined }>;
 }
@@ -234,7 +241,7 @@ export class Hub {
 	#fromTab(port: HubPort, msg: ClientMessage): void {
 		switch (msg.type) {
 			case 'join':
-				return this.#join(port, msg.room, msg.id, msg.meta, msg.since);
+				return this.#join(port, msg.room, msg.id, msg.meta, validPosition(msg.since));
 			case 'leave':
 				return this.#leave(port, msg.room, msg.id);
 			case 'ping':
@@ -265,16 +272,25 @@ export class Hub {
 		}
 	}
 
-	#join(port: HubPort, room: string, id: number | undefined, meta: unknown, since: unknown): void {
+	#join(port: HubPort, room: string, id: number | undefined, meta: unknown, since: HistoryPosition | undefined): void {
 		let r = this.#rooms.get(room);
 		if (!r) {
-			r = { holders: new Set(), status: 'idle', auto: false, meta, since, waiters: [] };
+			r = { holders: new Set(), status: 'idle', auto: false, meta, pos: since, recovered: undefined, waiters: [] };
 			this.#rooms.set(room, r);
 		}
 		r.holders.add(port);
 		const open = this.#link?.state === 'open';
 		if (open && (r.auto || r.status === 'joined')) {
-			if (id !== undefined) this.#reply(port, { type: 'ack', id });
+			if (id !== undefined) {
+				// The room's position is the last event forwarded: the tab has it (ports are FIFO).
+				const ack: AckMessage = { type: 'ack', id };
+				if (r.pos) {
+					ack.seq = r.pos.seq;
+					if (r.pos.epoch !== undefined) ack.epoch = r.pos.epoch;
+				}
+				if (since && r.recovered !== undefined) ack.recovered = r.recovered;
+				this.#reply(port, ack);
+			}
 			if (this.#presence.has(room)) {
 				port.postMessage({ t: 'msg', msg: { type: 'session:list', room, sessions: this.#presence.sessions(room) } });
 			}
@@ -288,7 +304,7 @@ export class Hub {
 		const id = this.#nextId++;
 		const msg: ClientMessage = { type: 'join', id, room };
 		if (r.meta !== undefined) msg.meta = r.meta;
-		if (r.since !== undefined && r.since !== null) msg.since = r.since as { seq: number };
+		if (r.pos) msg.since = { ...r.pos };
 		if (this.#link?.send(msg)) {
 			r.status = 'joining';
 			this.#routes.set(id, { join: room });
@@ -344,6 +360,7 @@ export class Hub {
 				if (r.auto) this.#rooms.delete(name);
 				else {
 					r.status = 'idle';
+					r.recovered = undefined;
 					r.waiters = [];
 				}
 			}
@@ -365,7 +382,15 @@ export class Hub {
 						r.auto = true;
 						r.status = 'joined';
 					} else {
-						this.#rooms.set(room, { holders: new Set(), status: 'joined', auto: true, meta: undefined, since: undefined, waiters: [] });
+						this.#rooms.set(room, {
+							holders: new Set(),
+							status: 'joined',
+							auto: true,
+							meta: undefined,
+							pos: undefined,
+							recovered: undefined,
+							waiters: []
+						});
 					}
 				}
 				for (const [room, r] of this.#rooms) {
@@ -376,6 +401,7 @@ export class Hub {
 			}
 			case 'ack':
 			case 'reply':
+			case 'history':
 			case 'error': {
 				const route = msg.id === undefined ? undefined : this.#routes.get(msg.id);
 				if (msg.id !== undefined) this.#routes.delete(msg.id);
@@ -397,6 +423,11 @@ export class Hub {
 				}
 				const r = this.#rooms.get(room);
 				if (!r) return; // left already
+				if (msg.type === 'event' && typeof msg.seq === 'number') {
+					// Never forward an event twice (same epoch, not above the position).
+					if (r.pos && r.pos.epoch === msg.epoch && msg.seq <= r.pos.seq) return;
+					r.pos = msg.epoch === undefined ? { seq: msg.seq } : { seq: msg.seq, epoch: msg.epoch };
+				}
 				this.#presence.apply(msg);
 				for (const port of this.#holders(r)) port.postMessage({ t: 'msg', msg });
 			}
@@ -417,7 +448,13 @@ export class Hub {
 			return;
 		}
 		r.status = 'joined';
-		r.since = undefined;
+		const ack = msg as AckMessage;
+		if (typeof ack.recovered === 'boolean') r.recovered = ack.recovered;
+		// After a recovery the replayed events move the position; otherwise the ack sets it.
+		if (ack.recovered !== true) {
+			if (typeof ack.seq === 'number') r.pos = ack.epoch === undefined ? { seq: ack.seq } : { seq: ack.seq, epoch: ack.epoch };
+			else r.pos = undefined;
+		}
 		for (const w of waiters) {
 			if (w.id === undefined) continue;
 			const ack: ServerMessage = { ...(msg as { type: 'ack'; id: number }), id: w.id };
@@ -426,3 +463,9 @@ export class Hub {
 	}
 }
 
+
+function validPosition(v: unknown): HistoryPosition | undefined {
+	if (!v || typeof v !== 'object' || typeof (v as { seq?: unknown }).seq !== 'number') return undefined;
+	const { seq, epoch } = v as { seq: number; epoch?: unknown };
+	return typeof epoch === 'string' ? { seq, epoch } : { seq };
+}
