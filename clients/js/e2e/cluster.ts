@@ -8,7 +8,7 @@
  * at a ready one instead, e.g. bin/roomcast-node after `make build`).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,8 @@ export interface Cluster {
 	ids: [string, string];
 	/** Base URL of the load balancer over both. */
 	lb: string;
+	/** Base URL of the node running NATS (not balanced, never killed): e.g. POST /_/publish with `apiKey`. */
+	admin: string;
 	/** Crash node i (0 or 1): SIGKILL for real nodes. */
 	kill(i: number): Promise<void>;
 	/** Drain node i: SIGTERM for real nodes (1001 closes spread over --drain-window). Does not wait for the exit. */
@@ -75,14 +77,28 @@ export function nodeBinary(): string {
 	return built;
 }
 
-export async function startCluster(): Promise<Cluster> {
+export interface ClusterOptions {
+	/** YAML for every node's --config (e.g. history rooms). */
+	config?: string;
+	/** --api-key of every node (POST /_/publish, /_/keys). */
+	apiKey?: string;
+}
+
+export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
 	const dir = mkdtempSync(join(tmpdir(), 'roomcast-e2e-'));
+	const common: string[] = [];
+	if (o.config !== undefined) {
+		const cfg = join(dir, 'roomcast.yaml');
+		writeFileSync(cfg, o.config);
+		common.push('--config', cfg);
+	}
+	if (o.apiKey !== undefined) common.push('--api-key', o.apiKey);
 	const bin = nodeBinary();
 	const procs: ChildProcess[] = [];
 	const logs: string[] = [];
 	const run = async (id: string, args: string[]) => {
 		const port = await freePort();
-		const p = spawn(bin, ['--node-id', id, '--listen', `127.0.0.1:${port}`, '--demo', 'on', '--drain-window', '2s', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+		const p = spawn(bin, ['--node-id', id, '--listen', `127.0.0.1:${port}`, '--demo', 'on', '--drain-window', '2s', ...common, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 		p.stdout!.on('data', (d) => logs.push(`[${id}] ${String(d)}`));
 		p.stderr!.on('data', (d) => logs.push(`[${id}] ${String(d)}`));
 		procs.push(p);
@@ -94,7 +110,7 @@ export async function startCluster(): Promise<Cluster> {
 	// Gossip (memberlist) tells the survivors that a killed node's sessions are gone.
 	const gossip = await Promise.all([freePort(), freePort(), freePort()]);
 	const g = (i: number) => ['--gossip-bind', `127.0.0.1:${gossip[i]}`, '--gossip-join', `127.0.0.1:${gossip[0]}`];
-	await run('node-nats', ['--nats-listen', `127.0.0.1:${natsPort}`, '--data-dir', join(dir, 'data'), '--gossip-bind', `127.0.0.1:${gossip[0]}`]);
+	const admin = await run('node-nats', ['--nats-listen', `127.0.0.1:${natsPort}`, '--data-dir', join(dir, 'data'), '--gossip-bind', `127.0.0.1:${gossip[0]}`]);
 	const nats = `nats://127.0.0.1:${natsPort}`;
 	const [n1, n2] = await Promise.all([run('node-1', ['--nats', nats, ...g(1)]), run('node-2', ['--nats', nats, ...g(2)])]);
 	const lb = new LoadBalancer([n1.port, n2.port]);
@@ -104,6 +120,7 @@ export async function startCluster(): Promise<Cluster> {
 		urls: [n1.base, n2.base],
 		ids: ['node-1', 'node-2'],
 		lb: `http://127.0.0.1:${lb.port}`,
+		admin: admin.base,
 		kill: async (i) => {
 			const p = nodes[i]!.p;
 			p.kill('SIGKILL');
