@@ -108,7 +108,15 @@ func (f *Prepared) Payload() []byte { return f.frame[f.hdr:] }
 //
 // Hot path: see BenchmarkPreparedBytes*.
 func (f *Prepared) Bytes(deflate bool) []byte {
-	if !deflate || f.op.IsControl() || len(f.frame)-int(f.hdr) < f.minSize {
+	return f.BytesMin(deflate, f.minSize)
+}
+
+// BytesMin is Bytes with the minimum payload size for compression given by
+// the caller instead of the frame's: the connection layer applies the node's
+// --compression-min-size to frames built anywhere. Every caller on one node
+// must pass the same minSize (the compressed form is cached once).
+func (f *Prepared) BytesMin(deflate bool, minSize int) []byte {
+	if !deflate || f.op.IsControl() || len(f.frame)-int(f.hdr) < minSize {
 		return f.frame
 	}
 	f.once.Do(f.compress)

@@ -198,3 +198,30 @@ func trim(b []byte) []byte {
 	}
 	return b
 }
+
+// --compression-min-size reaches the wire: a 100-byte message is sent
+// compressed with a 16-byte minimum and plain with the default 256.
+func TestCompressionMinSize(t *testing.T) {
+	msg := strings.Repeat("roomcast ", 11) // 99 bytes, compressible
+	for _, tc := range []struct {
+		min        int
+		compressed bool
+	}{{16, true}, {0, false}} {
+		_, addr := startLoop(t, Options{Compression: true, CompressionMinSize: tc.min}, &echo{})
+		nc, br := rawUpgrade(t, addr, true)
+		_, _ = nc.Write(frametest.Client(frame.OpText, true, []byte(msg)))
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		first, err := br.Peek(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := first[0]&0x40 != 0; got != tc.compressed {
+			t.Fatalf("min %d: RSV1 %v, want %v", tc.min, got, tc.compressed)
+		}
+		op, p, err := readServerFrame(br)
+		if err != nil || op != frame.OpText || string(p) != msg {
+			t.Fatalf("min %d: %v %q %v", tc.min, op, p, err)
+		}
+		nc.Close()
+	}
+}

@@ -89,7 +89,7 @@ func (c *Conn) Send(f *frame.Prepared) error {
 }
 
 func (c *Conn) enqueue(f *frame.Prepared, control bool) error {
-	n := len(f.Bytes(c.deflate))
+	n := len(c.bytes(f))
 	c.mu.Lock()
 	if c.gone || (c.closeSent && !control) {
 		c.mu.Unlock()
@@ -115,6 +115,13 @@ func (c *Conn) enqueue(f *frame.Prepared, control bool) error {
 		c.scheduleFlush()
 	}
 	return nil
+}
+
+// bytes is what goes on the wire for f on this connection: compressed when
+// permessage-deflate was negotiated and the payload reaches the node's
+// minimum size.
+func (c *Conn) bytes(f *frame.Prepared) []byte {
+	return f.BytesMin(c.deflate, c.loop.opts.CompressionMinSize)
 }
 
 func (c *Conn) scheduleFlush() {

@@ -58,6 +58,10 @@ type Options struct {
 	CloseTimeout time.Duration
 	// Compression enables permessage-deflate when the client offers it.
 	Compression bool
+	// CompressionMinSize: smaller payloads go uncompressed even on
+	// compressed connections. [frame.DefaultMinCompressSize, 256 B: below
+	// it deflate saves a few bytes for the CPU it costs; negative: all]
+	CompressionMinSize int
 	// TLS, when set, serves https:// and wss:// on the listener. TLS
 	// connections run on a reader and a writer goroutine each (stream.go).
 	TLS *tls.Config
@@ -86,6 +90,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 2 * time.Second
+	}
+	if o.CompressionMinSize == 0 {
+		o.CompressionMinSize = frame.DefaultMinCompressSize
 	}
 	if o.Workers <= 0 {
 		o.Workers = 64 * runtime.GOMAXPROCS(0)

@@ -118,7 +118,7 @@ func (c *Conn) streamWriter() {
 		c.flushPending = false
 		bufs = bufs[:0]
 		for i, f := range c.queue {
-			b := f.Bytes(c.deflate)
+			b := c.bytes(f)
 			if i == 0 {
 				b = b[c.head:]
 			}

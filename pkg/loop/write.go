@@ -68,7 +68,7 @@ func (c *Conn) flushJob(w *worker) {
 			if i == maxIovecs {
 				break
 			}
-			b := f.Bytes(c.deflate)
+			b := c.bytes(f)
 			if i == 0 {
 				b = b[c.head:]
 			}
@@ -121,7 +121,7 @@ func (c *Conn) advance(n int) {
 	c.queued -= n
 	k := 0
 	for k < len(c.queue) {
-		size := len(c.queue[k].Bytes(c.deflate)) - c.head
+		size := len(c.bytes(c.queue[k])) - c.head
 		if n < size {
 			c.head += n
 			break

@@ -181,17 +181,18 @@ func (n *Node) start(ctx context.Context) error {
 		tlsConf = r.Config()
 	}
 	n.loop, err = loop.New(loop.Options{
-		TLS:              tlsConf,
-		IsUpgradePath:    n.isUpgradePath,
-		Upgrade:          n.upgrade,
-		HTTP:             n.routesHTTP(),
-		MaxMessage:       n.opts.MaxMessage,
-		MaxQueueBytes:    n.opts.MaxQueueBytes,
-		PingInterval:     n.opts.PingInterval,
-		HandshakeTimeout: n.opts.HandshakeTimeout,
-		Compression:      n.opts.Compression,
-		Logger:           n.log,
-		Metrics:          n.metrics,
+		TLS:                tlsConf,
+		IsUpgradePath:      n.isUpgradePath,
+		Upgrade:            n.upgrade,
+		HTTP:               n.routesHTTP(),
+		MaxMessage:         n.opts.MaxMessage,
+		MaxQueueBytes:      n.opts.MaxQueueBytes,
+		PingInterval:       n.opts.PingInterval,
+		HandshakeTimeout:   n.opts.HandshakeTimeout,
+		Compression:        n.opts.Compression,
+		CompressionMinSize: n.opts.CompressionMinSize,
+		Logger:             n.log,
+		Metrics:            n.metrics,
 	})
 	return err
 }
