@@ -199,14 +199,14 @@ func trim(b []byte) []byte {
 	return b
 }
 
-// --compression-min-size reaches the wire: a 100-byte message is sent
-// compressed with a 16-byte minimum and plain with the default 256.
+// --compression-min-size reaches the wire: a 207-byte message is sent
+// compressed with a 128-byte minimum and plain with the default 256.
 func TestCompressionMinSize(t *testing.T) {
-	msg := strings.Repeat("roomcast ", 11) // 99 bytes, compressible
+	msg := strings.Repeat("roomcast ", 23) // 207 bytes, compressible
 	for _, tc := range []struct {
 		min        int
 		compressed bool
-	}{{16, true}, {0, false}} {
+	}{{128, true}, {0, false}} {
 		_, addr := startLoop(t, Options{Compression: true, CompressionMinSize: tc.min}, &echo{})
 		nc, br := rawUpgrade(t, addr, true)
 		_, _ = nc.Write(frametest.Client(frame.OpText, true, []byte(msg)))
