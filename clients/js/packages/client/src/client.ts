@@ -333,15 +333,15 @@ export class RoomcastClient<E extends EventMap = EventMap, M = Meta> {
 	 * Reads a page of `room`'s history (same `allow` rules as `join`; the room
 	 * need not be joined): the newest `limit` events, or those `before` /
 	 * `after` a sequence, oldest first. Rejects with `not_found` for a room
-	 * without history.
+	 * without history. Events are typed by the client's event map (or `P`).
 	 */
-	history(room: string, opts: HistoryOptions = {}): Promise<HistoryPage<E>> {
+	history<P extends EventMap = E>(room: string, opts: HistoryOptions = {}): Promise<HistoryPage<P>> {
 		const msg: HistoryRequestMessage = { type: 'history', room };
 		if (opts.limit !== undefined) msg.limit = opts.limit;
 		if (opts.before !== undefined) msg.before = opts.before;
 		if (opts.after !== undefined) msg.after = opts.after;
 		return this.#request(msg).then((m) => {
-			const page = m as HistoryPageMessage<E>;
+			const page = m as HistoryPageMessage<P>;
 			return { room: page.room ?? room, seq: page.seq, epoch: page.epoch, events: page.events ?? [] };
 		});
 	}

@@ -142,14 +142,10 @@ export interface AckMessage {
 	epoch?: string;
 }
 
-/** One stored event of a history page. `time` is unix milliseconds. */
-export interface HistoryEvent<E extends EventMap = EventMap, K extends keyof E & string = keyof E & string> {
-	seq: number;
-	event: K;
-	data: E[K];
-	from?: string;
-	time: number;
-}
+/** One stored event of a history page (`data` typed by the event name). `time` is unix milliseconds. */
+export type HistoryEvent<E extends EventMap = EventMap> = {
+	[K in keyof E & string]: { seq: number; event: K; data: E[K]; from?: string; time: number };
+}[keyof E & string];
 
 /** The answer to a `history` request: events oldest first; `seq` is the room's newest sequence. */
 export interface HistoryPageMessage<E extends EventMap = EventMap> {
