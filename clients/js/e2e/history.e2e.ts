@@ -6,14 +6,15 @@
  * once, in order.
  *
  * The tab runs @roomcast/client from source (bundled here with esbuild), on
- * a page of the balancer's origin, minting keys with POST /_/demo/key.
+ * a page of the balancer's origin, minting keys with POST /_/demo/key; once
+ * with its own socket, once through the SharedWorker (the demo's /worker.js).
  *
  *   npm run e2e
  */
 import { build } from 'esbuild';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from './cluster.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -36,13 +37,15 @@ beforeAll(async () => {
 		logLevel: 'warning'
 	});
 	bundle = out.outputFiles[0]!.text;
-	[browser, cluster] = await Promise.all([
-		chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] }),
-		startCluster({ config: CONFIG, apiKey: API_KEY })
-	]);
+	browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
 });
 afterAll(async () => {
 	await browser?.close();
+});
+beforeEach(async () => {
+	cluster = await startCluster({ config: CONFIG, apiKey: API_KEY });
+});
+afterEach(async () => {
 	await cluster?.close();
 });
 
@@ -98,8 +101,10 @@ async function until(what: string, page: Page, ok: (s: TabState) => boolean, tim
 }
 
 describe('history recovery in Chromium', () => {
-	it('a tab whose node is killed while a back-end publishes gets every message once, in order, on the other node', async () => {
-		const page = await (await browser.newContext()).newPage();
+	// shared: the socket lives in the SharedWorker (the demo's /worker.js, built from packages/client/src/worker.ts).
+	it.each([{ shared: false }, { shared: true }])('a tab whose node is killed while a back-end publishes gets every message once, in order, on the other node (%o)', async ({ shared }) => {
+		const context = await browser.newContext();
+		const page = await context.newPage();
 		const errors: string[] = [];
 		page.on('pageerror', (e) => errors.push(String(e)));
 		await page.goto(`${cluster.lb}/readyz`);
@@ -110,6 +115,7 @@ describe('history recovery in Chromium', () => {
 			window.hold = false;
 			window.rc = new Roomcast.RoomcastClient({
 				backoff: { base: 100, cap: 500 },
+				${shared ? "sharedWorker: () => new SharedWorker('/worker.js', { name: 'roomcast-history' })," : ''}
 				mint: async () => {
 					while (window.hold) await new Promise((r) => setTimeout(r, 50));
 					const res = await fetch('/_/demo/key', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"user":"hist"}', cache: 'no-store' });
@@ -120,6 +126,7 @@ describe('history recovery in Chromium', () => {
 			rc.listen('recovered', (r) => window.recovered.push({ room: r.room, recovered: r.recovered }));
 			await rc.join(${JSON.stringify(ROOM)});
 		})()`);
+		expect(await page.evaluate('rc.shared')).toBe(shared);
 		const first = (await tabState(page)).node;
 		const dead = cluster.ids.indexOf(first);
 		expect(dead).toBeGreaterThanOrEqual(0);
@@ -149,6 +156,7 @@ describe('history recovery in Chromium', () => {
 			console.log(`history: ${total} messages, ${missed} published while away, all once and in order on ${s.node}`);
 		} finally {
 			await pub.stop();
+			await context.close();
 		}
 	});
 });
