@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -297,7 +298,7 @@ func (s *Store) Mint(ctx context.Context, c Claims, ttl time.Duration) (Minted, 
 	id := hashKey(&raw)
 
 	exp := time.Now().Add(ttl).UnixMilli()
-	value, err := json.Marshal(record{Claims: c, Exp: exp})
+	value, err := encodeRecord(record{Claims: c, Exp: exp})
 	if err != nil { // only if Validate let bad meta through
 		s.count("mint", "invalid")
 		return Minted{}, badRequest("claims cannot be encoded: %v", err)
@@ -418,4 +419,17 @@ func (e *requestError) Is(target error) bool { return target == ErrBadRequest }
 
 func badRequest(format string, args ...any) error {
 	return &requestError{msg: fmt.Sprintf(format, args...)}
+}
+
+// encodeRecord is json.Marshal without HTML escaping, so meta comes back
+// from the bucket byte for byte as the back-end wrote it ("&" stays "&",
+// not "\u0026"; found by FuzzClaimsValidate).
+func encodeRecord(r record) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
