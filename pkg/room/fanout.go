@@ -108,13 +108,8 @@ func (h *Hub) deliverRun(ms []*nats.Msg, sc *shardScratch) {
 			if sc.skips[i] != "" && s.id == sc.skips[i] {
 				continue
 			}
-			if s.held(f) {
-				n++
-				continue
-			}
-			if err := s.conn.Send(f); err != nil {
-				s.markClosed()
-				break
+			if !s.deliver(f) {
+				break // closing: the rest of the run is moot
 			}
 			n++
 		}
@@ -175,15 +170,9 @@ func (h *Hub) fanout(r *room, hdr nats.Header, data []byte, scratch *[]byte) {
 		if skip != "" && s.id == skip {
 			continue
 		}
-		if s.held(f) { // its welcome is not out yet (Open)
+		if s.deliver(f) {
 			n++
-			continue
 		}
-		if err := s.conn.Send(f); err != nil {
-			s.markClosed()
-			continue
-		}
-		n++
 	}
 	h.outEvent.Add(float64(n))
 	h.o.Metrics.FanoutSeconds.Observe(time.Since(start).Seconds())

@@ -190,15 +190,9 @@ func (rh *roomHistory) emit(m history.Msg, epoch string) {
 			}
 			h.hist.remove(j) // past its position: an ordinary member now
 		}
-		if s.held(f) { // its welcome is not out yet (Open)
+		if s.deliver(f) {
 			n++
-			continue
 		}
-		if err := s.conn.Send(f); err != nil {
-			s.markClosed()
-			continue
-		}
-		n++
 	}
 	h.outEvent.Add(float64(n))
 	h.o.Metrics.FanoutSeconds.Observe(time.Since(start).Seconds())

@@ -192,6 +192,22 @@ func (s *Session) held(f *frame.Prepared) bool {
 	return q != nil && q.add(f)
 }
 
+// deliver queues a room frame on s: held while its welcome is not out yet,
+// else sent. It reports false when the connection is closing (and marks the
+// session closed), true otherwise.
+//
+// Hot path: once per member per room message (BenchmarkFanout).
+func (s *Session) deliver(f *frame.Prepared) bool {
+	if s.held(f) {
+		return true
+	}
+	if err := s.conn.Send(f); err != nil {
+		s.markClosed()
+		return false
+	}
+	return true
+}
+
 func (q *holdQueue) add(f *frame.Prepared) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
