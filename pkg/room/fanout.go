@@ -39,12 +39,21 @@ func (h *Hub) drainShard(ch chan *nats.Msg) {
 		case <-h.done:
 			return
 		case m := <-ch:
+			if _, ok := h.o.Subjects.RoomFromSubject(m.Subject); !ok {
+				// A history room (rc.stored.<room>): its feed numbers,
+				// orders and refills one message at a time.
+				h.deliverStored(m)
+				continue
+			}
 			sc.batch = append(sc.batch[:0], m)
 		more:
 			for len(sc.batch) < maxBatch {
 				select {
 				case m := <-ch:
 					sc.batch = append(sc.batch, m)
+					if _, ok := h.o.Subjects.RoomFromSubject(m.Subject); !ok {
+						break more // goes last, on its own
+					}
 				default:
 					break more
 				}
@@ -66,18 +75,12 @@ func (h *Hub) drainShard(ch chan *nats.Msg) {
 	}
 }
 
-// deliverRun fans out several messages of one subject, in order, member by
-// member. Messages of a history room take the per-message path.
+// deliverRun fans out several messages of one room, in order, member by
+// member.
 //
 // Hot path: bench fanout under load; no allocation per member.
 func (h *Hub) deliverRun(ms []*nats.Msg, sc *shardScratch) {
-	name, ok := h.o.Subjects.RoomFromSubject(ms[0].Subject)
-	if !ok {
-		for _, m := range ms {
-			h.deliverStored(m)
-		}
-		return
-	}
+	name, _ := h.o.Subjects.RoomFromSubject(ms[0].Subject) // drainShard batches room subjects only
 	h.mu.RLock()
 	r := h.rooms[name]
 	h.mu.RUnlock()
