@@ -237,12 +237,14 @@ func (c *slowConn) Send(f *frame.Prepared) error {
 
 func TestHistoryGapRefill(t *testing.T) {
 	if raceEnabled {
-		// Under the race detector the last message of the burst is
-		// sometimes never delivered, so the gap is never noticed (1 run
-		// in 2–4 on a loaded 2-core machine; 0 in dozens without -race).
-		// Not understood yet: see the issue 10 note. Runs in every
-		// non-race `go test` (make bench, developers).
-		t.Skip("flaky under -race: the burst's last message is not always delivered; see issue 10 note")
+		// The test makes NATS drop most of a burst (shard queue of 2)
+		// and relies on the one message published 200 ms later to reveal
+		// the gap. Under the race detector the shard is still busy then,
+		// that message is dropped too, and nothing follows it: a gap at
+		// the tail of a burst is only noticed when the room's next
+		// message arrives (pkg/history/doc.go). Runs without -race in
+		// make unit.
+		t.Skip("timing: under -race the gap-revealing message is dropped too; runs without -race in make unit")
 	}
 	srv := bustest.RunServer(t)
 	m := history.NewMetrics(nil)
