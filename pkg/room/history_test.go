@@ -239,7 +239,8 @@ func TestHistoryGapRefill(t *testing.T) {
 	if raceEnabled {
 		// The test makes NATS drop most of a burst (shard queue of 2)
 		// and relies on the one message published 200 ms later to reveal
-		// the gap. Under the race detector the shard is still busy then,
+		// the gap. Under the race detector (most likely) the shard is still
+		// busy then,
 		// that message is dropped too, and nothing follows it: a gap at
 		// the tail of a burst is only noticed when the room's next
 		// message arrives (pkg/history/doc.go). Runs without -race in
