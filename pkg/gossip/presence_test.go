@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -218,12 +217,12 @@ func TestGossipHealResyncs(t *testing.T) {
 
 func testGossipHealResyncs(t *testing.T, busy bool) {
 	srv := bustest.RunServer(t)
-	px := newNATSProxy(t, srv.Addr().String())
+	px := bustest.NewProxy(t, srv.Addr().String())
 	var cut *partitionable
-	nodes := presenceCluster(t, srv, false, fast, px.url(), &cut)
+	nodes := presenceCluster(t, srv, false, fast, px.URL(), &cut)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 
-	px.block()
+	px.Block()
 	cut.cut.Store(true)
 	waitRoom(t, n1, "n1a,n2a")
 	waitRoom(t, n2, "n1a,n2a")
@@ -242,7 +241,7 @@ func testGossipHealResyncs(t *testing.T, busy bool) {
 
 	healed := time.Now()
 	cut.cut.Store(false)
-	px.release()
+	px.Release()
 	for _, n := range nodes {
 		waitRoom(t, n, want)
 		if c := n.tr.Count("r"); c != len(strings.Split(want, ",")) {
@@ -254,93 +253,4 @@ func testGossipHealResyncs(t *testing.T, busy bool) {
 	if !busy && took > 3*time.Second {
 		t.Errorf("converged after %v: the periodic digests did it, not the heal", took)
 	}
-}
-
-// natsProxy forwards TCP to a NATS server and can hold the traffic in both
-// directions with the connections kept open, as a partition does.
-type natsProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	held   chan struct{}
-	conns  []net.Conn
-}
-
-func newNATSProxy(t *testing.T, target string) *natsProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &natsProxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go p.pipe(s, c)
-			go p.pipe(c, s)
-		}
-	}()
-	t.Cleanup(func() {
-		p.release()
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-	})
-	return p
-}
-
-func (p *natsProxy) url() string { return "nats://" + p.ln.Addr().String() }
-
-func (p *natsProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			h := p.held
-			p.mu.Unlock()
-			if h != nil {
-				<-h
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *natsProxy) block() {
-	p.mu.Lock()
-	if p.held == nil {
-		p.held = make(chan struct{})
-	}
-	p.mu.Unlock()
-}
-
-func (p *natsProxy) release() {
-	p.mu.Lock()
-	if p.held != nil {
-		close(p.held)
-		p.held = nil
-	}
-	p.mu.Unlock()
 }

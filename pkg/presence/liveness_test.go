@@ -165,8 +165,8 @@ func testPartitionHeals(t *testing.T, busy bool) {
 	srv := bustest.RunServer(t)
 	n1 := newTracker(t, srv, "n1", fastBeat)
 	n2 := newTracker(t, srv, "n2", fastBeat)
-	px := newProxy(t, srv.Addr().String())
-	nc3, err := nats.Connect(px.url())
+	px := bustest.NewProxy(t, srv.Addr().String())
+	nc3, err := nats.Connect(px.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func testPartitionHeals(t *testing.T, busy bool) {
 	}, "n3 hears no heartbeats")
 
 	cut := time.Now()
-	px.block()
+	px.Block()
 	majority, minority, final := "a,a2,b", "a,a2,b,c1,c2", "a,a2,b,c1,c2"
 	if busy {
 		n1.Leave("r", "a2")
@@ -211,7 +211,7 @@ func testPartitionHeals(t *testing.T, busy bool) {
 	}
 
 	healed := time.Now()
-	px.release()
+	px.Release()
 	for _, n := range all {
 		waitMembers(t, n, "r", final)
 	}

@@ -1,4 +1,4 @@
-package presence
+package bustest
 
 import (
 	"net"
@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// proxy forwards TCP connections to target and can hold all traffic in
+// Proxy forwards TCP connections to target and can hold all traffic in
 // both directions while keeping the connections open, as a pulled cable
 // or a partition does: what is sent meanwhile arrives, in order, once the
 // proxy is released.
-type proxy struct {
+type Proxy struct {
 	ln     net.Listener
 	target string
 
@@ -19,21 +19,24 @@ type proxy struct {
 	conns []net.Conn
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+// NewProxy listens on a random loopback port and forwards to target (a
+// NATS server's host:port); it closes at t.Cleanup.
+func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target}
+	p := &Proxy{ln: ln, target: target}
 	go p.accept()
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *proxy) url() string { return "nats://" + p.ln.Addr().String() }
+// URL is the nats:// URL of the proxy.
+func (p *Proxy) URL() string { return "nats://" + p.ln.Addr().String() }
 
-func (p *proxy) accept() {
+func (p *Proxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
@@ -53,7 +56,7 @@ func (p *proxy) accept() {
 }
 
 // pipe copies src to dst, waiting at the gate before each write.
-func (p *proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -71,7 +74,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	}
 }
 
-func (p *proxy) gate() {
+func (p *Proxy) gate() {
 	p.mu.Lock()
 	h := p.held
 	p.mu.Unlock()
@@ -80,8 +83,8 @@ func (p *proxy) gate() {
 	}
 }
 
-// block holds all traffic from now on.
-func (p *proxy) block() {
+// Block holds all traffic from now on.
+func (p *Proxy) Block() {
 	p.mu.Lock()
 	if p.held == nil {
 		p.held = make(chan struct{})
@@ -89,8 +92,8 @@ func (p *proxy) block() {
 	p.mu.Unlock()
 }
 
-// release lets the held traffic and everything after it through.
-func (p *proxy) release() {
+// Release lets the held traffic and everything after it through.
+func (p *Proxy) Release() {
 	p.mu.Lock()
 	if p.held != nil {
 		close(p.held)
@@ -99,8 +102,8 @@ func (p *proxy) release() {
 	p.mu.Unlock()
 }
 
-func (p *proxy) close() {
-	p.release()
+func (p *Proxy) close() {
+	p.Release()
 	p.ln.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
