@@ -28,8 +28,6 @@ lint:
 # with the race detector.
 unit:
 	ROOMCAST_E2E_RACE=1 $(GO) test -race -count=1 -timeout 20m ./...
-	# Skipped under -race (see the test): run it without.
-	$(GO) test -count=1 -run '^TestHistoryGapRefill$$' ./pkg/room
 
 # Short fuzz runs of every fuzz target; longer runs: make fuzz FUZZTIME=10m.
 fuzz:
