@@ -70,7 +70,40 @@ type getRequest struct {
 
 // request publishes body to subj with a fresh inbox and hands every answer
 // to fn until fn says it is done, an error occurs, or ctx ends.
+//
+// A request that reached no responder (status 503 as the first answer) is
+// sent again after a short doubling pause, up to noResponderTries times:
+// in a NATS cluster that is what a node sees for a moment after a
+// replicated stream is created or moves, while its replicas' interest
+// spreads, and during a leader election. Nothing was read, so fn has not
+// been called and the retry is safe.
 func (st *Stream) request(ctx context.Context, subj string, body []byte, fn func(*nats.Msg) (more bool, err error)) error {
+	pause := noResponderPause
+	for try := 1; ; try++ {
+		err := st.requestOnce(ctx, subj, body, fn)
+		if !errors.Is(err, errNoResponders) || try == noResponderTries {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause *= 2
+	}
+}
+
+// errNoResponders marks a request nobody answered; request retries it.
+var errNoResponders = errors.New("no responders")
+
+const (
+	noResponderPause = 25 * time.Millisecond
+	noResponderTries = 6 // about 0.8 s of pauses in all
+)
+
+func (st *Stream) requestOnce(ctx context.Context, subj string, body []byte, fn func(*nats.Msg) (more bool, err error)) error {
 	nc := st.s.nc
 	inbox := nats.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
@@ -81,8 +114,13 @@ func (st *Stream) request(ctx context.Context, subj string, body []byte, fn func
 	if err := nc.PublishRequest(subj, inbox, body); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	for {
+	for first := true; ; first = false {
 		m, err := sub.NextMsgWithContext(ctx)
+		// nats.go turns a 503 status into ErrNoResponders, or hands it
+		// over as a message, depending on the subscription's kind.
+		if first && (errors.Is(err, nats.ErrNoResponders) || err == nil && m.Header.Get(hdrStatus) == "503") {
+			return fmt.Errorf("%w: %s does not answer (no JetStream, or the stream is missing): %w", ErrUnavailable, st.name, errNoResponders)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: reading %s: %v", ErrUnavailable, st.name, err)
 		}

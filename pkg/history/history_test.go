@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -484,4 +485,31 @@ func seqRange(from, to int) []int {
 		out = append(out, i)
 	}
 	return out
+}
+
+// TestQueryRetriesNoResponders: a read that reaches no responder, as a node
+// sees for a moment while a replicated stream's interest spreads through a
+// NATS cluster, is sent again rather than answered unavailable. Here the
+// stream is missing until the store's check recreates it.
+func TestQueryRetriesNoResponders(t *testing.T) {
+	e := newEnv(t, Config{Rooms: "chat.>"})
+	st := e.store.For("chat.a")
+	if err := e.js.DeleteStream(ctx(t), st.Name()); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	p, err := st.Query(ctx(t), "chat.a", Query{})
+	if err != nil || len(p.Msgs) != 0 {
+		t.Fatalf("Query while the stream is being recreated = %+v, %v; want an empty page", p, err)
+	}
+	t.Logf("answered after %v", time.Since(begin).Round(time.Millisecond))
+
+	// Gone for good: unavailable once the retries are spent.
+	e.store.Close()
+	if err := e.js.DeleteStream(ctx(t), st.Name()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Query(ctx(t), "chat.a", Query{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Query of a deleted stream: %v; want ErrUnavailable", err)
+	}
 }
