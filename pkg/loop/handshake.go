@@ -163,6 +163,16 @@ func (l *Loop) handshake(nc net.Conn) {
 			if k == "Origin" {
 				req.Origin = string(value)
 			}
+			// A repeated header is one list (RFC 9110 5.3): proxies
+			// chained may each send their own X-Forwarded-For.
+			if prev, ok := req.Header[k]; ok {
+				sep := ", "
+				if k == "Cookie" {
+					sep = "; "
+				}
+				req.Header[k] = prev + sep + string(value)
+				return nil
+			}
 			req.Header[k] = string(value)
 			return nil
 		},

@@ -194,6 +194,27 @@ func TestRejectionIsJSON(t *testing.T) {
 	}
 }
 
+// TestRepeatedHeadersJoin: a header sent twice reaches Upgrade as one
+// list, so the X-Forwarded-For of chained proxies is read whole.
+func TestRepeatedHeadersJoin(t *testing.T) {
+	got := make(chan map[string]string, 1)
+	_, addr := startLoop(t, Options{Upgrade: func(r *Request) (Handler, *Rejection) {
+		got <- r.Header
+		return nil, &Rejection{Status: 403, Body: []byte(`{}`)}
+	}}, &echo{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+		"X-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n")
+	h := <-got
+	if h["X-Forwarded-For"] != "1.1.1.1, 2.2.2.2, 3.3.3.3" || h["Cookie"] != "a=1; b=2" {
+		t.Fatalf("X-Forwarded-For %q, Cookie %q; want the repeats joined", h["X-Forwarded-For"], h["Cookie"])
+	}
+}
+
 func TestPlainHTTPGoesToHandler(t *testing.T) {
 	_, addr := startLoop(t, Options{}, &echo{})
 	resp, err := http.Get("http://" + addr + "/healthz")
