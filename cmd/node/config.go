@@ -46,6 +46,7 @@ func newConfig() *config {
 		{"node-id", "unique node id (default: the hostname)", (*stringValue)(&o.NodeID)},
 		{"api-key", "bearer key for POST /_/keys and /_/publish; empty turns them off", (*stringValue)(&o.APIKey)},
 		{"origins", "allowed Origin values, comma-separated (* wildcard); empty = same host only", (*listValue)(&o.Origins)},
+		{"trusted-proxies", "load balancers (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client for per-IP limits, the auth hook and events", (*listValue)(&o.TrustedProxies)},
 		{"gossip-bind", "memberlist host:port for node liveness; empty = no gossip", (*stringValue)(&o.GossipBind)},
 		{"gossip-join", "memberlist peers to join, comma-separated (a DNS name is fine)", (*listValue)(&o.GossipJoin)},
 		{"presence-count-only-above", "rooms with more members get counts (session:count) instead of member lists; 0 = never", (*intValue)(&o.PresenceCountOnlyAbove)},

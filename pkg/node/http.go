@@ -26,8 +26,8 @@ func (n *Node) routesHTTP() http.Handler {
 	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	if n.opts.APIKey != "" {
-		mux.Handle("/_/keys", n.apiLimit.limit(keys.Handler(n.keys, n.opts.APIKey, n.opts.KeyTTL, maxKeyTTL)))
-		mux.Handle("/_/publish", n.apiLimit.limit(http.HandlerFunc(n.publish)))
+		mux.Handle("/_/keys", n.apiLimit.limit(n.proxies, keys.Handler(n.keys, n.opts.APIKey, n.opts.KeyTTL, maxKeyTTL)))
+		mux.Handle("/_/publish", n.apiLimit.limit(n.proxies, http.HandlerFunc(n.publish)))
 	} else {
 		off := func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, 404, "not_found", "this endpoint is off: start the node with --api-key to enable it")
@@ -36,7 +36,7 @@ func (n *Node) routesHTTP() http.Handler {
 		mux.HandleFunc("/_/publish", off)
 	}
 	if n.opts.Demo {
-		mux.Handle("POST /_/demo/key", n.apiLimit.limit(http.HandlerFunc(n.demoKey)))
+		mux.Handle("POST /_/demo/key", n.apiLimit.limit(n.proxies, http.HandlerFunc(n.demoKey)))
 		mux.Handle("/", demo.Handler())
 	} else {
 		mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {

@@ -105,10 +105,11 @@ func (l *ipLimiter) allow(ip netip.Addr) bool {
 	return b.lim.AllowN(now, 1)
 }
 
-// limit wraps an API handler with the per-IP limiter.
-func (l *ipLimiter) limit(h http.Handler) http.Handler {
+// limit wraps an API handler with the per-IP limiter; p names the client
+// behind a trusted proxy.
+func (l *ipLimiter) limit(p proxies, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !l.allow(remoteIP(r.RemoteAddr)) {
+		if !l.allow(p.client(remoteIP(r.RemoteAddr), r.Header.Get)) {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, 429, "rate_limited", "too many requests from this address: slow down")
 			return

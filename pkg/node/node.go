@@ -45,6 +45,7 @@ type Node struct {
 	draining atomic.Bool
 	limits   connLimits
 	apiLimit *ipLimiter
+	proxies  proxies // --trusted-proxies
 	addr     atomic.Pointer[net.TCPAddr]
 	ctl      *control // rc.control.* (control.go)
 }
@@ -69,6 +70,7 @@ func New(o Options) (*Node, error) {
 		routes:   map[string]*route{},
 		ctl:      newControl(),
 	}
+	n.proxies, _ = parseProxies(o.TrustedProxies) // checked by validate
 	n.limits = connLimits{maxTotal: o.MaxConns, maxPerIP: o.MaxConnsPerIP}
 	if n.limits.maxTotal == 0 {
 		n.limits.maxTotal = fdLimit() - 256

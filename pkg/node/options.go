@@ -38,22 +38,25 @@ var DefaultHookHeaders = []string{"Authorization", "User-Agent", "X-Forwarded-Fo
 // Options configure a node. cmd/node fills it from flags, ROOMCAST_* env and
 // the YAML file; defaults are in Defaults.
 type Options struct {
-	Listen       string        // HTTP and WebSocket address
-	NATS         string        // NATS URL list; empty = embedded server
-	NATSListen   string        // embedded NATS client address, "none" = in-process only
-	NodeID       string        // unique per node; default the hostname
-	APIKey       string        // bearer key for /_/keys and /_/publish; empty = endpoints off
-	Origins      []string      // allowed Origin values; see originAllowed
-	GossipBind   string        // memberlist bind address; empty = no gossip
-	GossipJoin   []string      // memberlist peers
-	DataDir      string        // embedded JetStream store; empty = temp dir
-	KeyTTL       time.Duration // default key lifetime
-	KeysReplicas int           // replicas of the rc-keys bucket
-	Routes       []Route       // continuous routes
-	History      []History     // rooms that keep history (see history.go)
-	Demo         bool          // serve the demo page and its endpoints
-	TLSCert      string        // PEM certificate file; with TLSKey, serve https/wss (reloaded on change)
-	TLSKey       string        // PEM key file
+	Listen     string   // HTTP and WebSocket address
+	NATS       string   // NATS URL list; empty = embedded server
+	NATSListen string   // embedded NATS client address, "none" = in-process only
+	NodeID     string   // unique per node; default the hostname
+	APIKey     string   // bearer key for /_/keys and /_/publish; empty = endpoints off
+	Origins    []string // allowed Origin values; see originAllowed
+	// TrustedProxies are the load balancers (CIDRs or addresses) whose
+	// X-Forwarded-For / X-Real-Ip name the client; see clientip.go.
+	TrustedProxies []string
+	GossipBind     string        // memberlist bind address; empty = no gossip
+	GossipJoin     []string      // memberlist peers
+	DataDir        string        // embedded JetStream store; empty = temp dir
+	KeyTTL         time.Duration // default key lifetime
+	KeysReplicas   int           // replicas of the rc-keys bucket
+	Routes         []Route       // continuous routes
+	History        []History     // rooms that keep history (see history.go)
+	Demo           bool          // serve the demo page and its endpoints
+	TLSCert        string        // PEM certificate file; with TLSKey, serve https/wss (reloaded on change)
+	TLSKey         string        // PEM key file
 
 	PingInterval       time.Duration
 	HandshakeTimeout   time.Duration
@@ -126,6 +129,9 @@ func Defaults() Options {
 func (o *Options) validate() error {
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if _, err := parseProxies(o.TrustedProxies); err != nil {
+		return err
 	}
 	if _, err := room.ParseEventsMode(o.Events); err != nil {
 		return fmt.Errorf("--events: %w", err)

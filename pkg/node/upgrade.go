@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -44,7 +45,8 @@ func (n *Node) upgrade(r *loop.Request) (loop.Handler, *loop.Rejection) {
 	if n.draining.Load() {
 		return nil, reject(503, "unavailable", "this node is draining: connect again and the load balancer picks another", "draining", 1)
 	}
-	if ok, which := n.limits.allow(r.Remote.Addr().Unmap()); !ok {
+	ip := n.proxies.client(r.Remote.Addr(), func(k string) string { return r.Header[k] })
+	if ok, which := n.limits.allow(ip); !ok {
 		msg := "this node has as many connections as it may hold: retry, the load balancer may pick another"
 		if which == "ip" {
 			msg = "too many connections from this address: close some first"
@@ -54,6 +56,19 @@ func (n *Node) upgrade(r *loop.Request) (loop.Handler, *loop.Rejection) {
 	if !n.originAllowed(r) {
 		return nil, reject(403, "forbidden", "origin "+quoteShort(r.Origin)+" is not allowed: add it to --origins", "origin", 0)
 	}
+	h, rej := n.admit(r, ip)
+	if s, ok := h.(*session); ok {
+		s.ip = ip
+		s.remote = r.Remote.String()
+		if ip != r.Remote.Addr().Unmap() {
+			s.remote = ip.String()
+		}
+	}
+	return h, rej
+}
+
+// admit checks the credentials of a connection the limits let through.
+func (n *Node) admit(r *loop.Request, ip netip.Addr) (loop.Handler, *loop.Rejection) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.HandshakeTimeout)
 	defer cancel()
 	if r.Path == connectPath || strings.HasPrefix(r.Path, connectPath+"/") {
@@ -70,7 +85,7 @@ func (n *Node) upgrade(r *loop.Request) (loop.Handler, *loop.Rejection) {
 	case "key":
 		return n.redeem(ctx, r.Query("key"), rt)
 	case "hook":
-		return n.hook(ctx, r, rt)
+		return n.hook(ctx, r, rt, ip)
 	}
 	return nil, reject(404, "not_found", "no WebSocket route at "+quoteShort(r.Path), "bad_request", 0)
 }
@@ -128,9 +143,12 @@ type hookAnswer struct {
 	AllowRooms []string        `json:"allow_rooms"`
 }
 
-func (n *Node) hook(ctx context.Context, r *loop.Request, rt *route) (loop.Handler, *loop.Rejection) {
+func (n *Node) hook(ctx context.Context, r *loop.Request, rt *route, ip netip.Addr) (loop.Handler, *loop.Rejection) {
 	req := hookRequest{Path: r.Path, Query: r.RawQuery, Origin: r.Origin, Cookies: r.Header["Cookie"],
 		Remote: r.Remote.String(), Node: n.opts.NodeID, Headers: map[string]string{}}
+	if ip != r.Remote.Addr().Unmap() { // the client behind a trusted proxy
+		req.Remote = ip.String()
+	}
 	// Only the route's allow-list leaves the node (Route.Headers); the
 	// loop's header names are canonical.
 	forward := rt.Headers
@@ -233,16 +251,18 @@ func quoteShort(s string) string {
 // session adapts a room.Session to the loop's Handler. id is dropped once
 // the session is open, so only room.Session holds the identity.
 type session struct {
-	n  *Node
-	id *room.Identity
-	s  *room.Session
+	n      *Node
+	id     *room.Identity
+	s      *room.Session
+	ip     netip.Addr // the client's, counted by the per-IP limit
+	remote string     // the client's address for events; dropped at open
 }
 
 func (h *session) OnOpen(c *loop.Conn) {
-	h.n.limits.opened(c.Remote().Addr().Unmap())
-	h.id.Remote = c.Remote().String()
+	h.n.limits.opened(h.ip)
+	h.id.Remote = h.remote
 	h.s = h.n.hub.Open(*h.id, c)
-	h.id = nil
+	h.id, h.remote = nil, ""
 }
 
 func (h *session) OnMessage(_ *loop.Conn, op frame.Opcode, data []byte) {
@@ -254,7 +274,7 @@ func (h *session) OnMessage(_ *loop.Conn, op frame.Opcode, data []byte) {
 }
 
 func (h *session) OnClose(c *loop.Conn, code uint16) {
-	h.n.limits.closed(c.Remote().Addr().Unmap())
+	h.n.limits.closed(h.ip)
 	if h.s != nil {
 		h.s.Closed(code)
 	}
