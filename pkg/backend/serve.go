@@ -173,8 +173,9 @@ type AuthRequest struct {
 	// names), by default Authorization, User-Agent, X-Forwarded-For,
 	// X-Real-Ip and Accept-Language, when present.
 	Headers map[string]string `json:"headers"`
-	// Remote is the peer's host:port as the node sees it (a load
-	// balancer's, behind one: see X-Forwarded-For); Node the node's id.
+	// Remote is the client's address: the TCP peer's host:port, or, when
+	// the peer is one of the node's --trusted-proxies, the client's IP
+	// from X-Forwarded-For / X-Real-Ip (no port). Node is the node's id.
 	Remote string `json:"remote"`
 	Node   string `json:"node"`
 }
@@ -189,15 +190,12 @@ func (r *AuthRequest) Cookie(name string) string {
 	return c.Value
 }
 
-// IP is the client's address: the first X-Forwarded-For entry when
-// trustProxy (the node is behind your load balancer), else Remote's host.
-func (r *AuthRequest) IP(trustProxy bool) netip.Addr {
-	if xff := r.Headers["X-Forwarded-For"]; trustProxy && xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		if ip, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-			return ip.Unmap()
-		}
-	}
+// IP is the client's address, Remote without its port. Behind a load
+// balancer, start the nodes with --trusted-proxies naming it, so that
+// Remote is the client's address it forwarded. The raw X-Forwarded-For
+// header (when allow-listed) is not a safe substitute: its first entries
+// are whatever the client sent.
+func (r *AuthRequest) IP() netip.Addr {
 	host, _, err := net.SplitHostPort(r.Remote)
 	if err != nil {
 		host = r.Remote

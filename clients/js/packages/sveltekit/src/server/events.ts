@@ -59,7 +59,7 @@ export interface AuthRequestBody {
 	cookies?: string;
 	/** Authorization, User-Agent, X-Forwarded-For, X-Real-Ip, Accept-Language when present. */
 	headers?: Record<string, string>;
-	/** host:port of the peer as the node sees it. */
+	/** host:port of the TCP peer, or the client's IP from a --trusted-proxies peer's X-Forwarded-For. */
 	remote: string;
 	node: string;
 }

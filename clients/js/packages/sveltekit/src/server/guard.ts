@@ -17,9 +17,13 @@ export interface GuardRequest {
 	headers: Headers;
 	/** Cookies by name. */
 	cookies: Record<string, string>;
-	/** The peer's IP as the node saw it (behind a load balancer, look at X-Forwarded-For). */
+	/**
+	 * The client's IP. Behind a load balancer, start the nodes with
+	 * `--trusted-proxies` naming it; otherwise this is the balancer's. Do not
+	 * trust the raw X-Forwarded-For header: its first entries are the client's to forge.
+	 */
 	ip: string;
-	/** The peer's host:port as the node saw it. */
+	/** The TCP peer's host:port, or the client's IP from a trusted proxy's X-Forwarded-For. */
 	remote: string;
 	/** The node asking. */
 	node: string;
