@@ -299,6 +299,8 @@ refuse "values: route auth" "at '/routes/0/auth'" \
   helm_template --set 'routes[0].path=/x' --set 'routes[0].auth=none'
 refuse "values: bad room name" "at '/routes/0/rooms/0'" \
   helm_template --set 'routes[0].path=/x' --set 'routes[0].auth=public' --set 'routes[0].rooms[0]=no spaces'
+refuse "values: trusted proxy not an address" "at '/trustedProxies/0'" \
+  helm_template --set 'trustedProxies[0]=lb.example.com'
 refuse "values: NATS url" "at '/nats/url'" \
   helm_template --set nats.url=localhost:4222
 refuse "values: CPU autoscaling without a CPU request" "needs resources.requests.cpu" \

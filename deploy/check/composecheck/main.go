@@ -280,6 +280,22 @@ func (c *checker) check(p *types.Project, dir string) {
 				c.failf("lb: should depend on %s (nginx resolves upstream names at start)", n)
 			}
 		}
+		// The nodes believe the balancer's X-Forwarded-For, and only
+		// its: it needs a fixed address, and they must name it.
+		var lbIP string
+		for _, nw := range lb.Networks {
+			if nw != nil && nw.Ipv4Address != "" {
+				lbIP = nw.Ipv4Address
+			}
+		}
+		if lbIP == "" {
+			c.failf("lb: no fixed ipv4_address for the nodes' --trusted-proxies")
+		}
+		for _, s := range nodes {
+			if tp := s.Environment["ROOMCAST_TRUSTED_PROXIES"]; tp == nil || *tp != lbIP {
+				c.failf("%s: ROOMCAST_TRUSTED_PROXIES should be the lb's address %s, so per-IP limits see clients, not the lb", s.Name, lbIP)
+			}
+		}
 	}
 
 	// The back-end publishing to a room.
