@@ -14,7 +14,8 @@
 #   Dockerfile      deploy/check/dockerfilecheck: BuildKit's parser and
 #                   parse-time lint rules, then the image's requirements.
 #   Grafana         deploy/check/dashcheck: every series the dashboard queries
-#                   is exported by pkg/metrics.
+#                   is exported by pkg/metrics or pkg/history, and every metric
+#                   they export is on the dashboard.
 #
 # Tools are pinned below and cached in $ROOMCAST_DEPLOY_CACHE (default
 # ~/.cache/roomcast-deploy), so only the first run downloads and builds.
@@ -210,7 +211,8 @@ nginx_t() {
 check "nginx -t: deploy/nginx/nginx.conf" nginx_t
 
 check "grafana: deploy/grafana/roomcast.json" "$CHECKBIN/dashcheck" \
-  -metrics "$ROOT/pkg/metrics/metrics.go" -dashboard "$ROOT/deploy/grafana/roomcast.json"
+  -metrics "$ROOT/pkg/metrics/metrics.go" -metrics "$ROOT/pkg/history/metrics.go" \
+  -dashboard "$ROOT/deploy/grafana/roomcast.json"
 
 # --- wait for helm ------------------------------------------------------------
 

@@ -1,14 +1,21 @@
 // Command dashcheck checks the Grafana dashboard against the node's metrics:
-// every roomcast_* series a query uses is exported by pkg/metrics (with the
-// _bucket/_sum/_count suffixes of histograms), every "by (...)" label is one
-// of the metric's labels or a target label Prometheus adds, every exported
-// metric is shown somewhere (else a warning), and the JSON is a well-formed dashboard.
+// every roomcast_* series a query uses is exported by one of the -metrics
+// files (with the _bucket/_sum/_count suffixes of histograms), every
+// "by (...)" label is one of the metric's labels or a target label Prometheus
+// adds, every exported metric is used by some panel's query, and the JSON is
+// a well-formed dashboard. Each -metrics file must declare collectors.
 //
-// Usage: dashcheck -metrics pkg/metrics/metrics.go -dashboard deploy/grafana/roomcast.json
+// Usage:
+//
+//	dashcheck -metrics pkg/metrics/metrics.go -metrics pkg/history/metrics.go \
+//		-dashboard deploy/grafana/roomcast.json
+//
+// (-metrics is repeatable and also takes a comma-separated list.)
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"go/ast"
@@ -22,7 +29,7 @@ import (
 )
 
 type metric struct {
-	kind   string // Gauge, Counter, Histogram, Summary
+	kind   string // Gauge, Counter, Histogram, Summary, Untyped (Vec and Func forms folded in)
 	labels []string
 }
 
@@ -30,15 +37,39 @@ type metric struct {
 var targetLabels = []string{"instance", "job", "pod", "namespace", "service", "endpoint", "container", "le"}
 
 func main() {
-	metricsFile := flag.String("metrics", "pkg/metrics/metrics.go", "Go file declaring the collectors")
+	var metricsFiles []string
+	flag.Func("metrics", "Go file declaring collectors (repeatable, or comma-separated)", func(s string) error {
+		for _, f := range strings.Split(s, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				metricsFiles = append(metricsFiles, f)
+			}
+		}
+		return nil
+	})
 	dashFile := flag.String("dashboard", "deploy/grafana/roomcast.json", "Grafana dashboard JSON")
 	flag.Parse()
-	metrics, err := parseMetrics(*metricsFile)
-	if err != nil {
-		fatal(err)
+	if flag.NArg() > 0 {
+		fatal(fmt.Errorf("unexpected arguments %q", flag.Args()))
 	}
-	if len(metrics) == 0 {
-		fatal(fmt.Errorf("%s: no collectors found", *metricsFile))
+	if len(metricsFiles) == 0 {
+		metricsFiles = []string{"pkg/metrics/metrics.go", "pkg/history/metrics.go"}
+	}
+	metrics := map[string]metric{}
+	from := map[string]string{} // metric -> file
+	for _, file := range metricsFiles {
+		ms, err := parseMetrics(file)
+		if err != nil {
+			fatal(err)
+		}
+		if len(ms) == 0 {
+			fatal(fmt.Errorf("%s: no collectors found", file))
+		}
+		for name, m := range ms {
+			if other, dup := from[name]; dup {
+				fatal(fmt.Errorf("%s: collector %s is also declared in %s", file, name, other))
+			}
+			metrics[name], from[name] = m, file
+		}
 	}
 	raw, err := os.ReadFile(*dashFile)
 	if err != nil {
@@ -123,8 +154,7 @@ func main() {
 			}
 		}
 	}
-	// A metric added to the node but not yet to the dashboard is a warning:
-	// it should not fail the build of whoever added it.
+	// Every exported metric is on the dashboard.
 	var unshown []string
 	for name := range metrics {
 		if !used[name] {
@@ -133,7 +163,7 @@ func main() {
 	}
 	slices.Sort(unshown)
 	for _, name := range unshown {
-		fmt.Fprintf(os.Stderr, "dashcheck: warning: %s: metric %s is exported but not on the dashboard\n", *dashFile, name)
+		failf("metric %s (%s) is exported but no panel's query uses it", name, from[name])
 	}
 	if len(errs) > 0 {
 		for _, e := range errs {
@@ -141,7 +171,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	fmt.Printf("dashcheck: %s: ok (%d panels, %d of the %d metrics of %s shown)\n", *dashFile, len(all), len(metrics)-len(unshown), len(metrics), *metricsFile)
+	fmt.Printf("dashcheck: %s: ok (%d panels, all %d metrics of %s shown)\n", *dashFile, len(all), len(metrics), strings.Join(metricsFiles, ", "))
 }
 
 type panel struct {
@@ -169,64 +199,318 @@ func resolve(s string, metrics map[string]metric) (string, bool) {
 	return "", false
 }
 
-// parseMetrics finds prometheus.NewXxx(prometheus.XxxOpts{Name: "..."}, []string{...}) calls.
+// parseMetrics finds the collectors a Go file declares: calls
+// prometheus.NewXxx(prometheus.XxxOpts{Name: ...}, []string{labels...})
+// (Xxx: Gauge, Counter, Histogram, Summary, Untyped, their Vec and Func forms).
+//
+// A Name is a string expression: literals, file-level string constants and
+// "+", with the Namespace and Subsystem fields joined in as client_golang
+// does. A constructor inside a helper whose Name uses the helper's
+// parameters, such as pkg/history's
+//
+//	c := func(name, help string) prometheus.Counter {
+//		return prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_history_" + name, Help: help})
+//	}
+//
+// declares one collector per call of the helper (c("refills_total", ...)),
+// its name the template filled with the call's arguments. A constructor or a
+// helper call whose name cannot be worked out is an error, not skipped.
 func parseMetrics(file string) (map[string]metric, error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, file, nil, 0)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]metric{}
+	p := &metricsParser{fset: fset, consts: map[string]string{}, helpers: map[*ast.Object]*helper{},
+		inHelper: map[*ast.CallExpr]bool{}, out: map[string]metric{}}
+	// File-level string constants.
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, s := range gd.Specs {
+			vs := s.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if i < len(vs.Values) {
+					if v, ok := p.eval(vs.Values[i], nil).constant(); ok {
+						p.consts[n.Name] = v
+					}
+				}
+			}
+		}
+	}
+	// Helpers: functions (declared, or literals assigned to a variable)
+	// whose constructor's Name depends on their parameters.
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.FuncDecl:
+			if n.Body != nil {
+				p.findHelper(n.Name, n.Type, n.Body)
+			}
+		case *ast.AssignStmt:
+			for i, r := range n.Rhs {
+				if fl, ok := r.(*ast.FuncLit); ok && i < len(n.Lhs) && len(n.Lhs) == len(n.Rhs) {
+					if id, ok := n.Lhs[i].(*ast.Ident); ok {
+						p.findHelper(id, fl.Type, fl.Body)
+					}
+				}
+			}
+		case *ast.ValueSpec:
+			for i, v := range n.Values {
+				if fl, ok := v.(*ast.FuncLit); ok && i < len(n.Names) && len(n.Names) == len(n.Values) {
+					p.findHelper(n.Names[i], fl.Type, fl.Body)
+				}
+			}
+		}
+		return true
+	})
+	// Collectors: direct constructor calls, and calls of the helpers.
 	ast.Inspect(f, func(n ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok {
 			return true
 		}
-		sel, ok := call.Fun.(*ast.SelectorExpr)
-		if !ok || !strings.HasPrefix(sel.Sel.Name, "New") {
+		if id, ok := call.Fun.(*ast.Ident); ok && id.Obj != nil {
+			if h := p.helpers[id.Obj]; h != nil {
+				args := make([]string, len(call.Args))
+				for i, a := range call.Args {
+					args[i], _ = p.eval(a, nil).constant()
+				}
+				name, ok := h.name.fill(args)
+				if !ok {
+					p.errorf(call, "call of %s: cannot work out the collector's name (arguments must be string constants)", id.Name)
+					return true
+				}
+				p.add(call, name, h.m)
+			}
 			return true
 		}
-		if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "prometheus" || len(call.Args) == 0 {
+		if p.inHelper[call] {
 			return true
 		}
-		kind := strings.TrimSuffix(strings.TrimPrefix(sel.Sel.Name, "New"), "Vec")
-		if !slices.Contains([]string{"Gauge", "Counter", "Histogram", "Summary"}, kind) {
-			return true
-		}
-		opts, ok := call.Args[0].(*ast.CompositeLit)
+		m, nameExpr, ok := p.constructor(call, nil)
 		if !ok {
 			return true
 		}
-		var m metric
-		m.kind = kind
-		name := ""
-		for _, e := range opts.Elts {
-			kv, ok := e.(*ast.KeyValueExpr)
-			if !ok {
-				continue
-			}
-			if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Name" {
-				if lit, ok := kv.Value.(*ast.BasicLit); ok {
-					name, _ = strconv.Unquote(lit.Value)
-				}
-			}
+		name, ok := nameExpr.constant()
+		if !ok {
+			p.errorf(call, "cannot work out the collector's name")
+			return true
 		}
-		if len(call.Args) > 1 {
-			if lbls, ok := call.Args[1].(*ast.CompositeLit); ok {
-				for _, e := range lbls.Elts {
-					if lit, ok := e.(*ast.BasicLit); ok {
-						s, _ := strconv.Unquote(lit.Value)
-						m.labels = append(m.labels, s)
-					}
-				}
-			}
-		}
-		if name != "" {
-			out[name] = m
-		}
+		p.add(call, name, m)
 		return true
 	})
-	return out, nil
+	if len(p.errs) > 0 {
+		return nil, errors.New(strings.Join(p.errs, "\n"))
+	}
+	return p.out, nil
+}
+
+type metricsParser struct {
+	fset     *token.FileSet
+	consts   map[string]string
+	helpers  map[*ast.Object]*helper
+	inHelper map[*ast.CallExpr]bool // constructors inside helpers: declared by the helper's calls
+	out      map[string]metric
+	errs     []string
+}
+
+type helper struct {
+	name strExpr
+	m    metric
+}
+
+// strExpr is a string expression: literal parts and parameter references.
+type strExpr []strPart
+
+type strPart struct {
+	lit   string
+	param int // index of the parameter, -1 for a literal
+}
+
+// bad is the result of an expression that is not a string this parser knows.
+var bad = strExpr{{param: -2}}
+
+func (s strExpr) constant() (string, bool) {
+	var b strings.Builder
+	for _, p := range s {
+		if p.param != -1 {
+			return "", false
+		}
+		b.WriteString(p.lit)
+	}
+	return b.String(), len(s) > 0
+}
+
+func (s strExpr) usesParam() bool {
+	for _, p := range s {
+		if p.param >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// fill substitutes a helper call's arguments (constant values, "" when not)
+// for the parameters.
+func (s strExpr) fill(args []string) (string, bool) {
+	var b strings.Builder
+	for _, p := range s {
+		switch {
+		case p.param == -1:
+			b.WriteString(p.lit)
+		case p.param >= 0 && p.param < len(args) && args[p.param] != "":
+			b.WriteString(args[p.param])
+		default:
+			return "", false
+		}
+	}
+	return b.String(), len(s) > 0
+}
+
+// eval evaluates a string expression; params maps the enclosing helper's
+// parameter names to their index (nil outside a helper).
+func (p *metricsParser) eval(e ast.Expr, params map[string]int) strExpr {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind == token.STRING {
+			if s, err := strconv.Unquote(e.Value); err == nil {
+				return strExpr{{lit: s, param: -1}}
+			}
+		}
+	case *ast.ParenExpr:
+		return p.eval(e.X, params)
+	case *ast.BinaryExpr:
+		if e.Op == token.ADD {
+			x, y := p.eval(e.X, params), p.eval(e.Y, params)
+			if !slices.Equal(x, bad) && !slices.Equal(y, bad) {
+				return append(slices.Clone(x), y...)
+			}
+		}
+	case *ast.Ident:
+		if i, ok := params[e.Name]; ok {
+			return strExpr{{param: i}}
+		}
+		if v, ok := p.consts[e.Name]; ok {
+			return strExpr{{lit: v, param: -1}}
+		}
+	}
+	return bad
+}
+
+// constructor recognises prometheus.NewXxx(prometheus.XxxOpts{...}, ...):
+// the collector's kind and labels, and its full name as an expression.
+func (p *metricsParser) constructor(call *ast.CallExpr, params map[string]int) (metric, strExpr, bool) {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || !strings.HasPrefix(sel.Sel.Name, "New") {
+		return metric{}, nil, false
+	}
+	if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "prometheus" || len(call.Args) == 0 {
+		return metric{}, nil, false
+	}
+	kind := strings.TrimPrefix(sel.Sel.Name, "New")
+	kind = strings.TrimSuffix(strings.TrimSuffix(kind, "Vec"), "Func")
+	if !slices.Contains([]string{"Gauge", "Counter", "Histogram", "Summary", "Untyped"}, kind) {
+		return metric{}, nil, false
+	}
+	opts, ok := call.Args[0].(*ast.CompositeLit)
+	if !ok {
+		return metric{}, nil, false
+	}
+	m := metric{kind: kind}
+	var parts [3]strExpr // Namespace, Subsystem, Name
+	for _, e := range opts.Elts {
+		kv, ok := e.(*ast.KeyValueExpr)
+		if !ok {
+			continue
+		}
+		k, ok := kv.Key.(*ast.Ident)
+		if !ok {
+			continue
+		}
+		if i := slices.Index([]string{"Namespace", "Subsystem", "Name"}, k.Name); i >= 0 {
+			parts[i] = p.eval(kv.Value, params)
+		}
+	}
+	// prometheus.BuildFQName: the non-empty parts joined by "_".
+	var name strExpr
+	for _, part := range parts {
+		if len(part) == 0 {
+			continue
+		}
+		if s, ok := part.constant(); ok && s == "" {
+			continue
+		}
+		if slices.Equal(part, bad) {
+			return m, bad, true
+		}
+		if len(name) > 0 {
+			name = append(name, strPart{lit: "_", param: -1})
+		}
+		name = append(name, part...)
+	}
+	if len(call.Args) > 1 {
+		if lbls, ok := call.Args[1].(*ast.CompositeLit); ok {
+			for _, e := range lbls.Elts {
+				if s, ok := p.eval(e, nil).constant(); ok {
+					m.labels = append(m.labels, s)
+				}
+			}
+		}
+	}
+	return m, name, true
+}
+
+// findHelper records fn as a helper if a constructor in its body takes its
+// name from fn's parameters.
+func (p *metricsParser) findHelper(id *ast.Ident, typ *ast.FuncType, body *ast.BlockStmt) {
+	params := map[string]int{}
+	i := 0
+	for _, f := range typ.Params.List {
+		if len(f.Names) == 0 {
+			i++
+		}
+		for _, n := range f.Names {
+			params[n.Name] = i
+			i++
+		}
+	}
+	if len(params) == 0 || id.Obj == nil {
+		return
+	}
+	ast.Inspect(body, func(n ast.Node) bool {
+		if _, ok := n.(*ast.FuncLit); ok {
+			return false // its own parameters; looked at on its own
+		}
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		m, name, ok := p.constructor(call, params)
+		if !ok || !name.usesParam() {
+			return true
+		}
+		p.inHelper[call] = true
+		if p.helpers[id.Obj] != nil {
+			p.errorf(call, "%s declares more than one collector from its parameters", id.Name)
+			return true
+		}
+		p.helpers[id.Obj] = &helper{name: name, m: m}
+		return true
+	})
+}
+
+func (p *metricsParser) add(at ast.Node, name string, m metric) {
+	if _, dup := p.out[name]; dup {
+		p.errorf(at, "collector %s declared twice", name)
+		return
+	}
+	p.out[name] = m
+}
+
+func (p *metricsParser) errorf(at ast.Node, format string, args ...any) {
+	p.errs = append(p.errs, p.fset.Position(at.Pos()).String()+": "+fmt.Sprintf(format, args...))
 }
 
 func fatal(err error) {
