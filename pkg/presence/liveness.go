@@ -128,7 +128,11 @@ func (t *Tracker) alive(node string, inc uint64, hb bool) {
 		t.mu.Unlock()
 		return // a previous run, late
 	}
-	restarted := p.inc != 0 && inc > p.inc
+	// A newer incarnation means the node restarted: members of its earlier
+	// runs are gone. That holds even when this is the first we hear of
+	// the node itself (p.inc == 0): its members may already be in views
+	// from a snapshot or deltas that raced its first heartbeat.
+	restarted := inc > p.inc
 	if inc > p.inc {
 		p.inc = inc
 	}
