@@ -6,16 +6,20 @@ import (
 	"testing"
 )
 
-// Proxy forwards TCP connections to target and can hold all traffic in
+// Proxy forwards TCP connections to target. It can hold all traffic in
 // both directions while keeping the connections open, as a pulled cable
 // or a partition does: what is sent meanwhile arrives, in order, once the
-// proxy is released.
+// proxy is released (Block, Release). Or it can cut the link: close every
+// connection and refuse new ones, so that the client sees the connection
+// drop and reconnects once the link is healed, having missed whatever was
+// sent meanwhile (Cut, Heal).
 type Proxy struct {
 	ln     net.Listener
 	target string
 
 	mu    sync.Mutex
 	held  chan struct{} // non-nil while blocked; closed on release
+	cut   bool          // refusing connections
 	conns []net.Conn
 }
 
@@ -42,12 +46,22 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		if p.isCut() {
+			c.Close()
+			continue
+		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
 			c.Close()
 			continue
 		}
 		p.mu.Lock()
+		if p.cut { // cut while dialling
+			p.mu.Unlock()
+			c.Close()
+			s.Close()
+			continue
+		}
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
 		go p.pipe(s, c)
@@ -100,6 +114,32 @@ func (p *Proxy) Release() {
 		p.held = nil
 	}
 	p.mu.Unlock()
+}
+
+// Cut closes every connection through the proxy and refuses new ones
+// until Heal. Whatever was on its way through the proxy is lost.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// Heal accepts connections again after Cut.
+func (p *Proxy) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+func (p *Proxy) isCut() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
 }
 
 func (p *Proxy) close() {
