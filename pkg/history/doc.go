@@ -54,6 +54,16 @@
 // A feed starts at the room's last stored sequence (one lookup, when the
 // first member attaches) or, if a live message comes first, just before it.
 //
+// A gap is seen when the next message arrives. Messages lost at the tail of
+// a room that then goes quiet would wait for the room's next message, so
+// the node catches its feeds up when it knows messages may have been lost:
+// after its NATS connection came back, and shortly after a subscription was
+// a slow consumer. Feed.CatchUp asks the stream for the room's last
+// sequence (one direct get) and, if it is past last, reads and delivers
+// what is in between; copies still on their way live are then dropped as
+// duplicates. A tail lost with no such signal is still noticed only with
+// the room's next message.
+//
 // # Recovery: the seam
 //
 // A client keeps, per room, the seq and epoch of the last event it got (or

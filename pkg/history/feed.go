@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -155,6 +156,103 @@ func (f *Feed) refill(seq uint64) {
 		m.RefillFailures.Inc()
 		f.st.s.log.Warn("history: gap refill failed; members miss messages", "room", f.room, "after", f.last, "before", seq, "err", err)
 	}
+}
+
+// CatchUp emits the room's stored messages that never reached this node and
+// that no later live message has revealed: those lost at the tail of the
+// room before it went quiet (published while the node's NATS connection
+// was down, or dropped by a subscription that fell behind). Nothing else
+// would show them until the room's next message. It returns how many
+// messages it emitted.
+//
+// It costs one direct get (the room's last sequence) when nothing is
+// missing, and a read of the missing messages otherwise. Both happen
+// without the feed's lock, so the room's live delivery waits only while
+// the missed messages are emitted. Live messages at or below what it
+// emitted that arrive afterwards (they were on their way) are dropped, as
+// after Attach's lookup. A feed that is not ready has no position to catch
+// up from (its members joined without one; the feed starts at the next
+// live message): nothing to do.
+//
+// CatchUp trusts the stream's epoch as last looked up (Store's check, every
+// few seconds): when the stream may have been reset meanwhile, such as
+// after a reconnect, call Stream.Refresh first. If the epoch changed, the
+// feed starts over in the new stream, as Live does, and every message of
+// the room stored there is emitted. Safe to call from any goroutine,
+// concurrently with Live, Attach and Do.
+func (f *Feed) CatchUp(ctx context.Context) (int, error) {
+	m := f.st.s.m
+	f.mu.Lock()
+	if !f.ready {
+		f.mu.Unlock()
+		return 0, nil
+	}
+	switch e := f.st.Epoch(); {
+	case f.epoch == "":
+		f.epoch = e
+	case e != "" && e != f.epoch:
+		f.reset(e)
+	}
+	from, epoch := f.last, f.epoch
+	f.mu.Unlock()
+	if epoch == "" {
+		m.CatchUps.WithLabelValues("error").Inc()
+		return 0, fmt.Errorf("%w: catch-up of room %s: stream %s not seen yet", ErrUnavailable, f.room, f.st.name)
+	}
+
+	last, err := f.st.lastSeq(ctx, f.subject)
+	if err != nil {
+		m.CatchUps.WithLabelValues("error").Inc()
+		return 0, fmt.Errorf("history: catch-up of room %s: %w", f.room, err)
+	}
+	if last <= from {
+		m.CatchUps.WithLabelValues("up_to_date").Inc()
+		return 0, nil
+	}
+	var missed []Msg
+	err = f.st.scan(ctx, f.subject, from+1, func(msg Msg) bool {
+		if msg.Seq > last {
+			return false // stored after the lookup: it arrives live
+		}
+		missed = append(missed, msg)
+		return msg.Seq < last
+	})
+	if err != nil {
+		err = fmt.Errorf("history: catch-up of room %s after seq %d: %w", f.room, from, err)
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.epoch != epoch {
+		// The feed started over in a new stream meanwhile: what was read
+		// belongs to the old one.
+		return 0, err
+	}
+	n := 0
+	for _, msg := range missed { // on error, what could be read
+		if msg.Seq <= f.last {
+			continue // delivered live (or refilled) while we read
+		}
+		f.emit(msg, f.epoch)
+		f.last = msg.Seq
+		n++
+	}
+	if n > 0 {
+		// Copies of what was just emitted may still be on their way live:
+		// like those an initial position covers, they are duplicates to
+		// drop, not a sign that the stream was reset.
+		f.settled = false
+	}
+	switch {
+	case err != nil:
+		m.CatchUps.WithLabelValues("error").Inc()
+	case n > 0:
+		m.CatchUps.WithLabelValues("caught_up").Inc()
+	default:
+		m.CatchUps.WithLabelValues("up_to_date").Inc()
+	}
+	m.CaughtUp.Add(float64(n))
+	return n, err
 }
 
 // Attach calls fn with the room's current position, under the feed's lock:

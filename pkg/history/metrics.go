@@ -10,6 +10,12 @@ type Metrics struct {
 	// shard queue); Refilled the messages those refills delivered;
 	// RefillFailures the refills that could not read the stream.
 	Refills, Refilled, RefillFailures prometheus.Counter
+	// CatchUps counts Feed.CatchUp calls (one per history room with local
+	// members after a reconnect or a slow subscription), by result:
+	// up_to_date (nothing missing), caught_up or error; CaughtUp the
+	// messages they delivered.
+	CatchUps *prometheus.CounterVec
+	CaughtUp prometheus.Counter
 	// Recoveries counts joins with `since`, by result: recovered,
 	// not_recovered (the client refetches) or error.
 	Recoveries *prometheus.CounterVec
@@ -34,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Refills:        c("refills_total", "Gaps in a room's sequence refilled from the stream before delivery."),
 		Refilled:       c("refilled_total", "Messages delivered by gap refills."),
 		RefillFailures: c("refill_failures_total", "Gap refills that could not read the stream (members missed messages)."),
+		CatchUps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_history_catchups_total",
+			Help: "Catch-ups of a room's tail after a reconnect or a slow subscription, by result (up_to_date, caught_up, error)."}, []string{"result"}),
+		CaughtUp: c("caught_up_total", "Messages delivered by catch-ups: lost at the tail of a room on the way to the node."),
 		Recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_history_recoveries_total",
 			Help: "Joins with since, by result (recovered, not_recovered, error)."}, []string{"result"}),
 		Replayed: c("replayed_total", "Messages replayed to recovering members."),
@@ -42,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Foreign:  c("foreign_total", "Messages on rc.stored.<room> not from the room's stream, dropped."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Refills, m.Refilled, m.RefillFailures, m.Recoveries, m.Replayed, m.Resets, m.Queries, m.Foreign)
+		reg.MustRegister(m.Refills, m.Refilled, m.RefillFailures, m.CatchUps, m.CaughtUp, m.Recoveries, m.Replayed, m.Resets, m.Queries, m.Foreign)
 	}
 	return m
 }

@@ -337,6 +337,14 @@ func (st *Stream) explain(err error) error {
 	return fmt.Errorf("history: stream %s: %w", st.name, err)
 }
 
+// Refresh looks the stream up now, as the periodic check does (creating it
+// if it is missing), so that Epoch is current. Call it before catching up
+// feeds (Feed.CatchUp) when the stream may have been reset unseen, such as
+// after the node's NATS connection came back.
+func (st *Stream) Refresh(ctx context.Context) error {
+	return st.ensure(ctx, false)
+}
+
 // refresh looks the stream up again after a sequence anomaly, at most once
 // per refreshSpacing, and reports whether the epoch changed.
 func (st *Stream) refresh(ctx context.Context) bool {
