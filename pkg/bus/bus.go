@@ -2,12 +2,14 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -106,7 +108,28 @@ type Bus struct {
 	closed    chan struct{} // closed by the nats.go closed handler
 	closeOnce sync.Once
 	closeErr  error
+
+	handlers atomic.Pointer[Handlers] // nil until SetHandlers
 }
+
+// Handlers are the owner's reactions to connection events, on top of the
+// logs and metrics the Bus keeps itself. They run on nats.go's callback
+// goroutine, one at a time, so they must return quickly. A nil field is
+// skipped. NATSOptions that replace nats.go's handlers turn these off too.
+type Handlers struct {
+	// Reconnected runs when the connection is back after an outage: the
+	// subscriptions are active again, but whatever was published to them
+	// meanwhile never reached this process.
+	Reconnected func()
+	// SlowConsumer runs when nats.go dropped messages for sub because its
+	// consumer fell behind (a full channel or pending limit): once when
+	// the drops start, again only after sub received a message in between.
+	SlowConsumer func(sub *nats.Subscription)
+}
+
+// SetHandlers replaces the Handlers; safe to call at any time, such as once
+// the parts that react are built (the Bus comes first).
+func (b *Bus) SetHandlers(h Handlers) { b.handlers.Store(&h) }
 
 // Connect connects to the NATS of o.URLs, or starts an embedded server when
 // o.URLs is empty and connects to it in-process.
@@ -280,6 +303,9 @@ func (b *Bus) onDisconnect(nc *nats.Conn, err error) {
 func (b *Bus) onReconnect(nc *nats.Conn) {
 	b.setConnected(true)
 	b.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+	if h := b.handlers.Load(); h != nil && h.Reconnected != nil {
+		h.Reconnected()
+	}
 }
 
 // onReconnectErr sees every failed attempt (one per 0.5–1 s while NATS is
@@ -299,6 +325,9 @@ func (b *Bus) onClosed(*nats.Conn) {
 func (b *Bus) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	if sub != nil {
 		b.log.Warn("NATS subscription error", "subject", sub.Subject, "err", err)
+		if h := b.handlers.Load(); h != nil && h.SlowConsumer != nil && errors.Is(err, nats.ErrSlowConsumer) {
+			h.SlowConsumer(sub)
+		}
 		return
 	}
 	b.log.Warn("NATS error", "err", err)

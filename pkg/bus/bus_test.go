@@ -273,6 +273,63 @@ func TestExternalReconnect(t *testing.T) {
 		"NATSConnected not 1 after reconnect")
 }
 
+// TestHandlers: the owner hears of a reconnect and of a subscription that
+// lost messages as a slow consumer, the two ways messages published to a
+// subscription never reach it.
+func TestHandlers(t *testing.T) {
+	s := bustest.RunServer(t)
+	px := bustest.NewProxy(t, s.Addr().String())
+	b := connect(t, Options{URLs: px.URL()})
+	bustest.Eventually(t, 5*time.Second, b.Up, "not connected")
+	reconnected := make(chan struct{}, 1)
+	slow := make(chan *nats.Subscription, 10)
+	b.SetHandlers(Handlers{
+		Reconnected:  func() { reconnected <- struct{}{} },
+		SlowConsumer: func(sub *nats.Subscription) { slow <- sub },
+	})
+
+	ch := make(chan *nats.Msg, 1) // never read: overflows at the second message
+	sub, err := b.NC.ChanSubscribe("t.slow", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pub := bustest.Connect(t, s)
+	for range 5 {
+		if err := pub.Publish("t.slow", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Flush()
+	select {
+	case got := <-slow:
+		if got != sub {
+			t.Fatalf("SlowConsumer for %s; want t.slow", got.Subject)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no SlowConsumer call for a subscription that dropped messages")
+	}
+	select {
+	case <-reconnected:
+		t.Fatal("Reconnected without a reconnect")
+	default:
+	}
+
+	px.Cut()
+	bustest.Eventually(t, 5*time.Second, func() bool { return !b.Up() }, "still up after the link was cut")
+	px.Heal()
+	select {
+	case <-reconnected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Reconnected call after the link came back")
+	}
+	if len(slow) != 0 {
+		t.Errorf("%d more SlowConsumer calls; want one per episode", len(slow))
+	}
+}
+
 // TestExternalStartsFirst starts the node before NATS exists.
 func TestExternalStartsFirst(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
