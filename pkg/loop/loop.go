@@ -147,11 +147,12 @@ func New(o Options) (*Loop, error) {
 	l.pool = newPool(l, o.Workers, 1<<16, o.ReadBuffer)
 	l.httpLn = newChanListener(&net.TCPAddr{})
 	l.httpSrv = &http.Server{
-		Handler:           o.HTTP,
 		ReadHeaderTimeout: o.HandshakeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 	}
+	l.httpSrv.Handler = l.httpHandler()
+	l.httpSrv.ConnContext = withTLSMark
 	l.done.Add(3)
 	go func() { defer l.done.Done(); p.run(l) }()
 	go func() { defer l.done.Done(); _ = l.httpSrv.Serve(l.httpLn) }()
