@@ -46,7 +46,8 @@ routes:
 // right; and a's direct connection to the node with a forged header is a,
 // because headers from a peer that is not a trusted proxy are ignored.
 // A third client host c checks an upgrade after a plain request through
-// nginx (UpgradeOnReusedUpstream).
+// nginx (UpgradeOnReusedUpstream): nginx's upstream keepalive sends it on
+// the connection the plain request used.
 func TestBehindNginx(t *testing.T) {
 	t.Parallel()
 	requireNginx(t)
@@ -130,13 +131,6 @@ func TestBehindNginx(t *testing.T) {
 			t.Fatalf("GET /readyz through nginx: HTTP %d", resp.StatusCode)
 		}
 		c, err := dialFrom(cNS, viaLB, nil)
-		var he *client.HandshakeError
-		if errors.As(err, &he) && he.Status == http.StatusNotFound {
-			// Remove this skip once the node serves upgrades that come
-			// on a keep-alive connection after a plain request.
-			t.Skipf("KNOWN BUG (pkg/loop): an upgrade on an upstream connection nginx reused after a plain request "+
-				"gets HTTP 404 %q from net/http: pkg/loop looks for upgrades only in a connection's first request", strings.TrimSpace(string(he.Body)))
-		}
 		if err != nil {
 			t.Fatalf("c through nginx after a plain request: %v", err)
 		}
@@ -190,18 +184,18 @@ func connectFrom(t *testing.T, name string, ns *harness.NS, url string, h http.H
 }
 
 // refusedFrom dials from ns and fails the test unless the node refuses
-// the upgrade for the per-IP limit: HTTP 503 with the node's own body.
+// the upgrade for the per-IP limit: HTTP 429 with the node's own body.
 func refusedFrom(t *testing.T, name string, ns *harness.NS, url string, h http.Header) {
 	t.Helper()
 	c, err := dialFrom(ns, url, h)
 	if err == nil {
 		c.Close()
-		t.Fatalf("%s from %s to %s: connected as session %s; want HTTP 503 (per-IP limit)", name, ns.IP, url, c.Welcome().Session)
+		t.Fatalf("%s from %s to %s: connected as session %s; want HTTP 429 (per-IP limit)", name, ns.IP, url, c.Welcome().Session)
 	}
 	var he *client.HandshakeError
-	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable ||
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests ||
 		!strings.Contains(string(he.Body), "too many connections from this address") {
-		t.Fatalf("%s from %s to %s: %v; want HTTP 503 from the node's per-IP limit", name, ns.IP, url, err)
+		t.Fatalf("%s from %s to %s: %v; want HTTP 429 from the node's per-IP limit", name, ns.IP, url, err)
 	}
 }
 

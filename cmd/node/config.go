@@ -68,7 +68,7 @@ func newConfig() *config {
 		{"max-rooms", "rooms one session may be in", (*intValue)(&o.MaxRooms)},
 		{"max-meta", "bytes of session meta a join may set", (*intValue)(&o.MaxMeta)},
 		{"max-conns", "open connections per node; 0 = the fd limit minus 256", (*intValue)(&o.MaxConns)},
-		{"max-conns-per-ip", "open connections per client IP; 0 = no limit (behind a load balancer, leave it off)", (*intValue)(&o.MaxConnsPerIP)},
+		{"max-conns-per-ip", "open connections per client IP (over: 429); 0 = no limit (behind a load balancer, set --trusted-proxies too)", (*intValue)(&o.MaxConnsPerIP)},
 		{"api-rate", "requests per second per IP on /_/keys, /_/publish and /_/demo/key; 0 = no limit", (*floatValue)(&o.APIRate)},
 		{"rate-limit", "client messages per second per session (token bucket)", (*floatValue)(&o.RateLimit)},
 		{"rate-burst", "burst of the per-session token bucket", (*intValue)(&o.RateBurst)},

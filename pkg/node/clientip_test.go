@@ -104,8 +104,8 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	defer b.Close()
 	var he *client.HandshakeError
-	if _, err := client.Dial(ctx, ws+"/chat", from("198.51.100.1")); !errors.As(err, &he) || he.Status != 503 {
-		t.Fatalf("second connection of 198.51.100.1: %v; want 503", err)
+	if _, err := client.Dial(ctx, ws+"/chat", from("198.51.100.1")); !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("second connection of 198.51.100.1: %v; want 429", err)
 	}
 
 	got := make(chan string, 1)

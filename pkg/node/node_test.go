@@ -273,8 +273,8 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	_, err = client.Dial(ctx, ws, nil)
 	var he *client.HandshakeError
-	if !errors.As(err, &he) || he.Status != 503 || he.Header["Retry-After"] == nil {
-		t.Fatalf("third connection from one IP: %v", err)
+	if !errors.As(err, &he) || he.Status != 429 || he.Header["Retry-After"] == nil {
+		t.Fatalf("third connection from one IP: %v; want 429 with Retry-After", err)
 	}
 	a.Close()
 	// The slot frees once the close is done.

@@ -47,11 +47,14 @@ func (n *Node) upgrade(r *loop.Request) (loop.Handler, *loop.Rejection) {
 	}
 	ip := n.proxies.client(r.Remote.Addr(), func(k string) string { return r.Header[k] })
 	if ok, which := n.limits.allow(ip); !ok {
-		msg := "this node has as many connections as it may hold: retry, the load balancer may pick another"
 		if which == "ip" {
-			msg = "too many connections from this address: close some first"
+			// 429, not 503: the client is over its share, the node is
+			// fine. A load balancer retries a 503 on the next node (the
+			// shipped nginx does, for draining nodes) and counts it as
+			// the node failing.
+			return nil, reject(429, "rate_limited", "too many connections from this address: close some first", "limit", 2)
 		}
-		return nil, reject(503, "unavailable", msg, "limit", 2)
+		return nil, reject(503, "unavailable", "this node has as many connections as it may hold: retry, the load balancer may pick another", "limit", 2)
 	}
 	if !n.originAllowed(r) {
 		return nil, reject(403, "forbidden", "origin "+quoteShort(r.Origin)+" is not allowed: add it to --origins", "origin", 0)
