@@ -177,8 +177,10 @@ func TestResilientRecovers(t *testing.T) {
 	if ev := next(); ev.Seq != 8 {
 		t.Fatalf("event after the reconnect %+v; want seq 8", ev)
 	}
+	mu.Lock() // the Resilient may be dialing again once p2 closes
 	if r.Reconnects() != 1 || len(urls) != 2 || urls[1] != 0 {
 		t.Errorf("reconnects %d, URL attempts %v", r.Reconnects(), urls)
 	}
+	mu.Unlock()
 	p2.conn.Close() // the fake node does not answer close frames
 }
