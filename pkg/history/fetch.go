@@ -68,8 +68,9 @@ type getRequest struct {
 	MaxBytes int    `json:"max_bytes,omitempty"`
 }
 
-// request publishes body to subj with a fresh inbox and hands every answer
-// to fn until fn says it is done, an error occurs, or ctx ends.
+// request publishes body to subj and hands every answer to fn until fn
+// says it is done, an error occurs, or ctx ends. answers is the most
+// answers the request can bring.
 //
 // A request that reached no responder (status 503 as the first answer) is
 // sent again after a short doubling pause, up to noResponderTries times:
@@ -77,10 +78,10 @@ type getRequest struct {
 // replicated stream is created or moves, while its replicas' interest
 // spreads, and during a leader election. Nothing was read, so fn has not
 // been called and the retry is safe.
-func (st *Stream) request(ctx context.Context, subj string, body []byte, fn func(*nats.Msg) (more bool, err error)) error {
+func (st *Stream) request(ctx context.Context, subj string, body []byte, answers int, fn func(*nats.Msg) (more bool, err error)) error {
 	pause := noResponderPause
 	for try := 1; ; try++ {
-		err := st.requestOnce(ctx, subj, body, fn)
+		err := st.requestOnce(ctx, subj, body, answers, fn)
 		if !errors.Is(err, errNoResponders) || try == noResponderTries {
 			return err
 		}
@@ -103,26 +104,46 @@ const (
 	noResponderTries = 6 // about 0.8 s of pauses in all
 )
 
-func (st *Stream) requestOnce(ctx context.Context, subj string, body []byte, fn func(*nats.Msg) (more bool, err error)) error {
+func (st *Stream) requestOnce(ctx context.Context, subj string, body []byte, answers int, fn func(*nats.Msg) (more bool, err error)) error {
 	nc := st.s.nc
-	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	noResponders := func() error {
+		return fmt.Errorf("%w: %s does not answer (no JetStream, or the stream is missing): %w", ErrUnavailable, st.name, errNoResponders)
+	}
+	if answers == 1 {
+		// One answer: the connection's shared response subscription
+		// takes it, no subscription of our own to create and remove.
+		m, err := nc.RequestWithContext(ctx, subj, body)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return noResponders()
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading %s: %v", ErrUnavailable, st.name, err)
+		}
+		_, err = fn(m)
+		return err
+	}
+	// A channel sized for the answers one request can bring: a
+	// subscription's default is 64k entries, 512 KiB to allocate and clear
+	// per request, which made reads cost more in garbage collection than in
+	// NATS.
+	ch := make(chan *nats.Msg, answers)
+	sub, err := nc.ChanSubscribe(nats.NewInbox(), ch)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subj, inbox, body); err != nil {
+	if err := nc.PublishRequest(subj, sub.Subject, body); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	for first := true; ; first = false {
-		m, err := sub.NextMsgWithContext(ctx)
-		// nats.go turns a 503 status into ErrNoResponders, or hands it
-		// over as a message, depending on the subscription's kind.
-		if first && (errors.Is(err, nats.ErrNoResponders) || err == nil && m.Header.Get(hdrStatus) == "503") {
-			return fmt.Errorf("%w: %s does not answer (no JetStream, or the stream is missing): %w", ErrUnavailable, st.name, errNoResponders)
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: reading %s: %v", ErrUnavailable, st.name, ctx.Err())
 		}
-		if err != nil {
-			return fmt.Errorf("%w: reading %s: %v", ErrUnavailable, st.name, err)
+		if first && m.Header.Get(hdrStatus) == "503" {
+			return noResponders()
 		}
 		more, err := fn(m)
 		if err != nil || !more {
@@ -149,7 +170,8 @@ func (st *Stream) scan(ctx context.Context, subject string, from uint64, fn func
 		var got int
 		var pending uint64
 		stopped, end := false, false
-		err := st.request(ctx, st.api, body, func(m *nats.Msg) (bool, error) {
+		// Up to scanBatch messages, then the end-of-batch status.
+		err := st.request(ctx, st.api, body, scanBatch+1, func(m *nats.Msg) (bool, error) {
 			switch m.Header.Get(hdrStatus) {
 			case "":
 				msg, err := parseStored(m)
@@ -181,7 +203,7 @@ func (st *Stream) scan(ctx context.Context, subject string, from uint64, fn func
 // lastSeq is the sequence of the last stored message of subject, 0 if none.
 func (st *Stream) lastSeq(ctx context.Context, subject string) (uint64, error) {
 	var seq uint64
-	err := st.request(ctx, st.api+"."+subject, nil, func(m *nats.Msg) (bool, error) {
+	err := st.request(ctx, st.api+"."+subject, nil, 1, func(m *nats.Msg) (bool, error) {
 		switch m.Header.Get(hdrStatus) {
 		case "":
 			msg, err := parseStored(m)
