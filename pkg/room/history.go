@@ -164,7 +164,8 @@ func (h *Hub) deliverStored(m *nats.Msg) {
 
 // emit is the fan-out of a history room (Feed's emit, under the feed's
 // lock): fanout's loop, plus seq and epoch in the event and joiners' events
-// held instead of sent.
+// held instead of sent. It runs on the room's shard goroutine, or on a
+// catch-up worker (catchup.go says why that is safe).
 func (rh *roomHistory) emit(m history.Msg, epoch string) {
 	h, r := rh.h, rh.r
 	members := *r.members.Load()

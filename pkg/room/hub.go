@@ -214,7 +214,8 @@ type Hub struct {
 	dropped    int // drops counted on room subscriptions since removed
 	started    bool
 	closed     atomic.Bool
-	hist       hubHistory // joiners of history rooms (history.go)
+	hist       hubHistory    // joiners of history rooms (history.go)
+	catchUpSig chan struct{} // a catch-up pass is asked for (catchup.go)
 
 	// Sessions whose connection is gone wait here for the reaper, so that
 	// Closed never takes a lock its caller may hold (see Session.Closed).
@@ -272,8 +273,10 @@ func New(o Options) (*Hub, error) {
 		sessions: make(map[string]*Session),
 		users:    make(map[string][]*Session),
 		reapSig:  make(chan struct{}, 1),
-		in:       make(map[string]prometheus.Counter),
-		errs:     make(map[string]prometheus.Counter),
+		// One pending request at most: further ones join it.
+		catchUpSig: make(chan struct{}, 1),
+		in:         make(map[string]prometheus.Counter),
+		errs:       make(map[string]prometheus.Counter),
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if h.pres == nil {
@@ -359,6 +362,10 @@ func (h *Hub) startLocked(ctx context.Context) error {
 	}
 	go h.drainDirect()
 	go h.reaper()
+	if h.o.History != nil {
+		h.wg.Add(1)
+		go h.catchUpLoop()
+	}
 	return nil
 }
 
