@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/roomcast/roomcast/pkg/bus"
 	"github.com/roomcast/roomcast/pkg/history"
 )
 
@@ -41,6 +44,29 @@ func (n *Node) serveHistory() error {
 		return nil
 	}
 	return n.hub.ServeHistory()
+}
+
+// catchUpHistory has the hub catch up its history rooms whenever messages
+// may have been lost on their way to this node: a message lost at the tail
+// of a room that then goes quiet is otherwise noticed only with the room's
+// next message.
+func (n *Node) catchUpHistory() {
+	if n.history == nil {
+		return
+	}
+	n.bus.SetHandlers(bus.Handlers{
+		// What was published while the connection was down is stored,
+		// but never came here.
+		Reconnected: n.hub.CatchUp,
+		// A room's subscription overflowed its shard queue (counted in
+		// roomcast_fanout_dropped_total). The hub waits a moment before
+		// the pass, so that what is still queued lands first.
+		SlowConsumer: func(sub *nats.Subscription) {
+			if _, ok := n.history.RoomFromLive(sub.Subject); ok {
+				n.hub.CatchUp()
+			}
+		},
+	})
 }
 
 func (n *Node) stopHistory() {

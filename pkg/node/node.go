@@ -171,6 +171,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.serveHistory(); err != nil {
 		return err
 	}
+	n.catchUpHistory()
 	if err := n.startControl(); err != nil {
 		return err
 	}
