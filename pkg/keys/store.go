@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
@@ -60,11 +59,6 @@ const (
 	// the background attempts while NATS is unreachable at start.
 	bindTimeout = 5 * time.Second
 	bindRetry   = time.Second
-	// transientBackoff is the first pause before retrying a request that
-	// found no responder; it doubles up to transientTries attempts (about
-	// 0.8 s in all). See retryTransient.
-	transientBackoff = 25 * time.Millisecond
-	transientTries   = 6
 )
 
 // StoreOptions configure NewStore. Zero values take the defaults named.
@@ -311,7 +305,7 @@ func (s *Store) Mint(ctx context.Context, c Claims, ttl time.Duration) (Minted, 
 	}
 	// JetStream TTLs are whole seconds, truncated: round up so the entry
 	// never disappears before exp. Redeem enforces exp to the millisecond.
-	err = retryTransient(ctx, func() error {
+	err = bus.RetryNoResponders(ctx, bus.NoResponders, func() error {
 		_, err := kv.Create(ctx, id, value, jetstream.KeyTTL((ttl + time.Second - 1).Truncate(time.Second)))
 		return err
 	})
@@ -347,7 +341,7 @@ func (s *Store) Redeem(ctx context.Context, secret string) (Claims, error) {
 		return Claims{}, fmt.Errorf("keys: redeem: %w: %w", ErrUnavailable, err)
 	}
 	var e jetstream.KeyValueEntry
-	err = retryTransient(ctx, func() (err error) {
+	err = bus.RetryNoResponders(ctx, bus.NoResponders, func() (err error) {
 		e, err = kv.Get(ctx, id)
 		return err
 	})
@@ -370,7 +364,7 @@ func (s *Store) Redeem(ctx context.Context, secret string) (Claims, error) {
 	// markerTTL) only if nobody wrote the key since our Get: of all
 	// concurrent redeemers, one purge lands, the rest see a wrong last
 	// sequence.
-	err = retryTransient(ctx, func() error {
+	err = bus.RetryNoResponders(ctx, bus.NoResponders, func() error {
 		return kv.Purge(ctx, id, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(markerTTL))
 	})
 	if revisionConflict(err) {
@@ -383,35 +377,6 @@ func (s *Store) Redeem(ctx context.Context, secret string) (Claims, error) {
 	s.count("redeem", "ok")
 	s.log.Debug("key redeemed", "key_hash", id[:8], "session", rec.Session, "user", rec.User)
 	return rec.Claims, nil
-}
-
-// retryTransient runs op again, with a short doubling pause, while it
-// fails with "no responders". In a JetStream cluster that error is
-// transient and harmless to retry: the request reached nobody, so nothing
-// was written. It is what a node sees for a moment after the bucket's
-// stream is created or moves (its replicas' interest has not reached this
-// node's NATS server yet) and during a stream leader election. Any other
-// error, and ctx ending, return at once.
-func retryTransient(ctx context.Context, op func() error) error {
-	pause := transientBackoff
-	for try := 1; ; try++ {
-		err := op()
-		if err == nil || try == transientTries || !noResponders(err) {
-			return err
-		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		pause *= 2
-	}
-}
-
-func noResponders(err error) bool {
-	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 func (s *Store) invalid(id, why string) error {
