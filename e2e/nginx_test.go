@@ -315,7 +315,7 @@ func startNginx(t *testing.T, nt *harness.Net, ns *harness.NS, upstream string) 
 		}
 		t.Logf("---- nginx config (%s) ----\n%s", confPath, conf)
 		for _, f := range []string{"nginx.out", "error.log", "access.log"} {
-			t.Logf("---- nginx %s, last 16 KiB ----\n%s", f, tailFile(filepath.Join(dir, f), 16<<10))
+			t.Logf("---- nginx %s, last 16 KiB ----\n%s", f, harness.Tail(filepath.Join(dir, f), 16<<10))
 		}
 		t.Logf("---- end of nginx logs ----")
 	})
@@ -359,7 +359,7 @@ func startNginx(t *testing.T, nt *harness.Net, ns *harness.NS, upstream string) 
 	}, func() string { return "last: " + last })
 	select {
 	case <-exited:
-		t.Fatalf("nginx exited while starting: %v: %s", exitErr, tailFile(outPath, 4<<10))
+		t.Fatalf("nginx exited while starting: %v: %s", exitErr, harness.Tail(outPath, 4<<10))
 	default:
 	}
 	return listen
@@ -419,19 +419,4 @@ func nginxConfig(t *testing.T, real, dir, listen, upstream, version string) stri
 		return s
 	})
 	return conf
-}
-
-// tailFile returns up to the last n bytes of a file, from a line start.
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error() + "\n"
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }

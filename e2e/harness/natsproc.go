@@ -176,7 +176,7 @@ func startNATS(t testing.TB, bin, name string, ns *NS, args []string) *NATS {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("---- %s log (%s), last 8 KiB ----\n%s---- end of %s log ----", name, s.LogPath, tail(s.LogPath, 8<<10), name)
+			t.Logf("---- %s log (%s), last 8 KiB ----\n%s---- end of %s log ----", name, s.LogPath, Tail(s.LogPath, 8<<10), name)
 		}
 	})
 	t.Cleanup(s.Stop)
@@ -212,8 +212,9 @@ func (s *NATS) Kill() {
 	<-s.exited
 }
 
-// tail returns up to the last n bytes of a file, from a line start.
-func tail(path string, n int) string {
+// Tail returns up to the last n bytes of a file, from a line start, for
+// logs printed when a test fails.
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error() + "\n"
