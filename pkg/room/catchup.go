@@ -37,8 +37,11 @@ const (
 	// (and a read when something is missing), so a node with 10,000 rooms
 	// has a handful of requests open after a reconnect, not 10,000.
 	catchUpWorkers = 8
-	// catchUpTimeout bounds one room's catch-up.
-	catchUpTimeout = historyTimeout
+	// catchUpTimeout bounds one room's catch-up; catchUpLookupTimeout the
+	// lookup of a stream before a pass (an answer takes milliseconds; a
+	// stream that does not answer holds up every room of the pass).
+	catchUpTimeout       = historyTimeout
+	catchUpLookupTimeout = 2 * time.Second
 	// catchUpRetries passes follow one in which some rooms could not be
 	// read (JetStream still electing a leader after a NATS restart),
 	// catchUpRetryDelay, then twice that, and so on, apart.
@@ -133,24 +136,26 @@ func (h *Hub) catchUpPass(ctx context.Context) catchUpResult {
 	if len(list) == 0 {
 		return res
 	}
-	// The stream may have been deleted and created again while messages
-	// did not reach the node: look each up once (a few streams, not one
-	// request per room), so that feeds start over in a new one.
-	streams := make(map[*history.Stream]bool)
-	for _, rh := range list {
-		if streams[rh.st] {
-			continue
-		}
-		streams[rh.st] = true
-		sctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
-		if err := rh.st.Refresh(sctx); err != nil {
-			h.log.Debug("history catch-up: stream lookup", "stream", rh.st.Name(), "err", err)
-		}
-		cancel()
-	}
-
 	var msgs, failed atomic.Int64
 	var firstErr atomic.Pointer[error]
+	// The stream may have been deleted and created again while messages
+	// did not reach the node: look each up once (a few streams, not one
+	// request per room), so that feeds start over in a new one. The rooms
+	// of a stream that does not answer are left for the retry: reading
+	// them one by one would take a timeout each.
+	reachable := make(map[*history.Stream]bool)
+	for _, rh := range list {
+		if _, seen := reachable[rh.st]; seen {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, catchUpLookupTimeout)
+		err := rh.st.Refresh(sctx)
+		cancel()
+		reachable[rh.st] = err == nil
+		if err != nil {
+			firstErr.CompareAndSwap(nil, &err)
+		}
+	}
 	work := make(chan *roomHistory)
 	var wg sync.WaitGroup
 	for range min(catchUpWorkers, len(list)) {
@@ -173,13 +178,20 @@ func (h *Hub) catchUpPass(ctx context.Context) catchUpResult {
 		if ctx.Err() != nil || !h.natsUp() {
 			break
 		}
-		work <- rh
 		res.rooms++
+		if !reachable[rh.st] {
+			failed.Add(1)
+			continue
+		}
+		work <- rh
 	}
 	close(work)
 	wg.Wait()
 	res.msgs, res.failed, res.took = int(msgs.Load()), int(failed.Load()), time.Since(start)
 	switch {
+	case res.failed > 0 && (ctx.Err() != nil || !h.natsUp()):
+		// Closing, or NATS went away (the reconnect asks for a pass).
+		h.log.Debug("history catch-up interrupted", "rooms", res.rooms, "failed", res.failed, "messages", res.msgs)
 	case res.failed > 0:
 		h.log.Warn("history catch-up: some rooms could not be read; their members may miss messages until the next one",
 			"rooms", res.rooms, "failed", res.failed, "messages", res.msgs, "err", *firstErr.Load())

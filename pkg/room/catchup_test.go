@@ -264,3 +264,30 @@ func BenchmarkCatchUpPass(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/rooms, "µs/room")
 }
+
+// TestCatchUpPassStreamDown: with JetStream gone, a pass costs one stream
+// lookup (here it times out), not a timeout per room, and reports the
+// rooms as failed so that it is retried.
+func TestCatchUpPassStreamDown(t *testing.T) {
+	srv := bustest.RunServer(t)
+	st := historyStore(t, srv, nil, history.Config{Rooms: "chat.>"})
+	h := historyHub(t, srv, st, nil)
+	s, rec := open(t, h, Identity{User: "a", Allow: allowAll()})
+	const rooms = 20
+	for i := range rooms {
+		send(s, fmt.Sprintf(`{"type":"join","room":"chat.r%d","id":%d}`, i, i+1))
+		rec.expect(t, "ack")
+		rec.expect(t, "session:list")
+	}
+	if res := h.catchUpPass(context.Background()); res.rooms != rooms || res.failed != 0 {
+		t.Fatalf("pass with JetStream up: %+v", res)
+	}
+	if err := srv.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	res := h.catchUpPass(context.Background())
+	if res.rooms != rooms || res.failed != rooms || res.took > catchUpLookupTimeout+time.Second {
+		t.Fatalf("pass with JetStream down: %+v; want all %d rooms failed after one stream lookup", res, rooms)
+	}
+	t.Logf("pass with JetStream down: %v", res.took)
+}

@@ -28,6 +28,8 @@
 //     and epoch through the room's feed, join with since (replay, then live,
 //     with no gap or duplicate at the seam), the history message and
 //     rc.history.<room>.
+//   - catchup.go: Hub.CatchUp, after a reconnect or a slow subscription:
+//     history rooms get the messages they lost at their tail.
 //   - wire.go: request decoding with errors for people, and the encoders of
 //     every server message (hand-written, so field order is fixed and no
 //     reflection runs per message).
