@@ -65,6 +65,23 @@ func (c *Cluster) config(host string, port int) (*memberlist.Config, error) {
 	conf.DeadNodeReclaimTime = 2 * p
 	conf.TCPTimeout = 2 * time.Second
 
+	if len(c.o.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(c.o.Keys[1:], c.o.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip: keys: %w", err)
+		}
+		conf.Keyring = kr
+		// memberlist's defaults, said here because they are the point of
+		// a key: drop what is not sealed with one of ours, and never send
+		// in the clear. memberlist allows false to move a live cluster
+		// onto encryption without a split; roomcast does not need it:
+		// during a rolling restart that adds a key, old and new nodes
+		// gossip apart, and the NATS heartbeats alone (which keep the 5 s
+		// promise) watch the nodes across the two.
+		conf.GossipVerifyIncoming = true
+		conf.GossipVerifyOutgoing = true
+	}
+
 	// Our own transport (not memberlist's default) so that a port of 0
 	// picks one and tests can wrap it.
 	var nt *memberlist.NetTransport

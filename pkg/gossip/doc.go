@@ -13,7 +13,12 @@
 // do not merge by themselves: the rejoin loop (join.go) keeps trying the
 // failed nodes and the seeds.
 //
+// With Options.Keys, gossip is encrypted and authenticated (AES-GCM):
+// only nodes that share a key are members; keys.go says what that guards
+// and how keys rotate. Options.Advertise gives the address other nodes
+// reach this one at, when it is not the bound one (NAT, containers).
+//
 // Where to start: gossip.go (Start, Close, Shutdown), config.go (timing),
 // events.go (the delegate that copies memberlist's events and never
-// blocks it), join.go (seeds, DNS and rejoining).
+// blocks it), join.go (seeds, DNS and rejoining), keys.go (encryption).
 package gossip

@@ -61,6 +61,18 @@ type Options struct {
 	// Service; names are resolved again on every attempt, and attempts go
 	// on until a seed answers.
 	Join []string
+	// Advertise is the host:port other nodes reach this one at, when that
+	// is not Bind's: behind NAT, or in a container whose port is
+	// published elsewhere. A host name is resolved once, at Start. Empty:
+	// Bind's address, or with an unspecified host a private IP memberlist
+	// picks.
+	Advertise string
+	// Keys encrypt and authenticate gossip (AES-GCM; 16, 24 or 32 bytes
+	// each; ParseKeys reads them from text): the first seals what this
+	// node sends, any of them opens what it receives, and anything that
+	// none opens or that is not sealed is dropped (keys.go). Empty:
+	// plaintext, and anyone who reaches Bind can join.
+	Keys [][]byte
 	// Listener hears the changes.
 	Listener Listener
 	// Logger receives membership changes at info/warn and memberlist's own
@@ -142,10 +154,21 @@ func Start(o Options) (*Cluster, error) {
 	if o.Listener == nil {
 		return nil, errors.New("gossip: Options.Listener is required")
 	}
+	if err := checkKeys(o.Keys); err != nil {
+		return nil, err
+	}
 	o.setDefaults()
 	host, port, err := splitBind(o.Bind)
 	if err != nil {
 		return nil, err
+	}
+	var advHost string
+	var advPort int
+	if o.Advertise != "" {
+		advHost, advPort, err = splitAdvertise(o.Advertise, net.ParseIP(host).To4() != nil)
+		if err != nil {
+			return nil, err
+		}
 	}
 	c := &Cluster{
 		o:       o,
@@ -164,12 +187,19 @@ func Start(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.port = conf.BindPort
+	if advHost != "" {
+		conf.AdvertiseAddr, conf.AdvertisePort = advHost, advPort
+	}
 	ip, aport, err := conf.Transport.FinalAdvertiseAddr(conf.AdvertiseAddr, conf.AdvertisePort)
 	if err != nil {
 		_ = conf.Transport.Shutdown()
-		return nil, fmt.Errorf("gossip: %s: %w (bind a specific address)", o.Bind, err)
+		return nil, fmt.Errorf("gossip: %s: %w (bind a specific address, or advertise one)", o.Bind, err)
 	}
 	c.self = net.JoinHostPort(ip.String(), strconv.Itoa(aport))
+	if len(o.Keys) == 0 && public(ip) {
+		c.log.Warn("gossip: advertising a public address without encryption: anyone who reaches it can join and declare nodes dead; set --gossip-key",
+			"addr", c.self)
+	}
 	ml, err := memberlist.Create(conf)
 	if err != nil {
 		_ = conf.Transport.Shutdown()
@@ -204,6 +234,48 @@ func splitBind(bind string) (host string, port int, err error) {
 		h = ips[0].String()
 	}
 	return h, port, nil
+}
+
+// splitAdvertise parses Options.Advertise for memberlist, which wants an
+// IP: a host name is resolved once, here, preferring the family of the
+// bind address (v4 says whether that is IPv4).
+func splitAdvertise(adv string, v4 bool) (ip string, port int, err error) {
+	h, p, err := net.SplitHostPort(adv)
+	if err != nil || h == "" {
+		return "", 0, fmt.Errorf("gossip: advertise address %q: want host:port, the address other nodes reach this one at, e.g. 203.0.113.7:7946", adv)
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("gossip: advertise address %q: the port must be 1-65535", adv)
+	}
+	if a := net.ParseIP(h); a != nil {
+		if a.IsUnspecified() {
+			return "", 0, fmt.Errorf("gossip: advertise address %q: %s is no address other nodes can reach; give this node's own", adv, h)
+		}
+		return a.String(), port, nil
+	}
+	ips, err := net.DefaultResolver.LookupIP(context.Background(), "ip", h)
+	if err != nil || len(ips) == 0 {
+		if err == nil {
+			err = errors.New("no addresses")
+		}
+		return "", 0, fmt.Errorf("gossip: advertise address %q: cannot resolve %s: %v", adv, h, err)
+	}
+	for _, a := range ips {
+		if (a.To4() != nil) == v4 {
+			return a.String(), port, nil
+		}
+	}
+	return ips[0].String(), port, nil
+}
+
+// cgnat is RFC 6598 shared address space (carrier NAT, Tailscale): not
+// private by net.IP.IsPrivate, not reachable from the internet either.
+var cgnat = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}
+
+// public reports whether ip may be reachable from outside the site.
+func public(ip net.IP) bool {
+	return !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !cgnat.Contains(ip)
 }
 
 // Addr is the address other nodes reach this one at (host:port).

@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -49,6 +50,7 @@ func (c *Cluster) rejoin() {
 	defer tick.Stop()
 	seedsAt, backoff := time.Now(), c.o.RejoinInterval
 	wasAlone := true
+	keyWarned := false // once per spell of joins refused for the key
 	for {
 		now := time.Now()
 		alone := c.ml.NumMembers() <= 1
@@ -67,8 +69,17 @@ func (c *Cluster) rejoin() {
 		if len(addrs) > 0 {
 			slices.Sort(addrs)
 			addrs = slices.Compact(addrs)
-			if n, err := c.ml.Join(addrs); err != nil {
+			n, err := c.ml.Join(addrs)
+			if err != nil {
 				c.log.Debug("gossip: join", "addrs", addrs, "joined", n, "err", err)
+			}
+			switch {
+			case err != nil && keyRefused(err) && !keyWarned:
+				keyWarned = true
+				c.log.Warn("gossip: a node answered, but one of us cannot open the other's gossip: give every node the same --gossip-key (or none)",
+					"addrs", addrs, "err", err)
+			case err == nil:
+				keyWarned = false
 			}
 		}
 		alone = c.ml.NumMembers() <= 1
@@ -88,6 +99,14 @@ func (c *Cluster) rejoin() {
 		}
 	}
 }
+
+// keyRefused reports whether a join failed because the two sides' keys
+// differ, or only one side has any: memberlist says so only in its error
+// text ("no installed keys could decrypt the message", "remote state is
+// encrypted and encryption is not configured", "encryption is configured
+// but remote state is not encrypted"). A mismatch would otherwise leave a
+// node alone with nothing above debug in its log.
+func keyRefused(err error) bool { return strings.Contains(err.Error(), "crypt") }
 
 // dueFailed returns the failed nodes' addresses due for a try, and
 // forgets those chased for rejoinFor.
