@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/roomcast/roomcast/pkg/bus"
 )
 
 // Reads use JetStream's direct get API ($JS.API.DIRECT.GET.<stream>) in
@@ -73,36 +75,17 @@ type getRequest struct {
 // answers the request can bring.
 //
 // A request that reached no responder (status 503 as the first answer) is
-// sent again after a short doubling pause, up to noResponderTries times:
-// in a NATS cluster that is what a node sees for a moment after a
-// replicated stream is created or moves, while its replicas' interest
-// spreads, and during a leader election. Nothing was read, so fn has not
-// been called and the retry is safe.
+// sent again, on bus.RetryNoResponders's schedule: in a NATS cluster that
+// is what a node sees for a moment after a replicated stream is created or
+// moves. Nothing was read, so fn has not been called and the retry is safe.
 func (st *Stream) request(ctx context.Context, subj string, body []byte, answers int, fn func(*nats.Msg) (more bool, err error)) error {
-	pause := noResponderPause
-	for try := 1; ; try++ {
-		err := st.requestOnce(ctx, subj, body, answers, fn)
-		if !errors.Is(err, errNoResponders) || try == noResponderTries {
-			return err
-		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		pause *= 2
-	}
+	return bus.RetryNoResponders(ctx, func(err error) bool { return errors.Is(err, errNoResponders) }, func() error {
+		return st.requestOnce(ctx, subj, body, answers, fn)
+	})
 }
 
 // errNoResponders marks a request nobody answered; request retries it.
 var errNoResponders = errors.New("no responders")
-
-const (
-	noResponderPause = 25 * time.Millisecond
-	noResponderTries = 6 // about 0.8 s of pauses in all
-)
 
 func (st *Stream) requestOnce(ctx context.Context, subj string, body []byte, answers int, fn func(*nats.Msg) (more bool, err error)) error {
 	nc := st.s.nc
