@@ -49,6 +49,8 @@ func newConfig() *config {
 		{"trusted-proxies", "load balancers (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client for per-IP limits, the auth hook and events", (*listValue)(&o.TrustedProxies)},
 		{"gossip-bind", "memberlist host:port for node liveness; empty = no gossip", (*stringValue)(&o.GossipBind)},
 		{"gossip-join", "memberlist peers to join, comma-separated (a DNS name is fine)", (*listValue)(&o.GossipJoin)},
+		{"gossip-advertise", "host:port other nodes reach this node's gossip at (NAT, containers); empty = the bound address, or a private IP when bound to 0.0.0.0", (*stringValue)(&o.GossipAdvertise)},
+		{"gossip-key", "shared secret that encrypts and authenticates gossip: base64 of 16, 24 or 32 bytes (head -c 32 /dev/urandom | base64); a comma list rotates: the first encrypts, all decrypt; empty = plaintext. Prefer env ROOMCAST_GOSSIP_KEY", (*stringValue)(&o.GossipKey)},
 		{"presence-count-only-above", "rooms with more members get counts (session:count) instead of member lists; 0 = never", (*intValue)(&o.PresenceCountOnlyAbove)},
 		{"data-dir", "embedded JetStream store; empty = a temp dir removed at exit", (*stringValue)(&o.DataDir)},
 		{"key-ttl", "default lifetime of a one-time key", (*durationValue)(&o.KeyTTL)},

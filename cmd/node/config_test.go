@@ -157,3 +157,15 @@ func TestREADMEDocumentsEveryOption(t *testing.T) {
 		}
 	}
 }
+
+// A bad gossip key from the env stops the node at start, naming the flag
+// and never echoing the secret.
+func TestBadGossipKeyRefusedAtStart(t *testing.T) {
+	err := run(nil, env(map[string]string{"ROOMCAST_GOSSIP_KEY": "hunter2hunter2", "ROOMCAST_NODE_ID": "x"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--gossip-key") || !strings.Contains(err.Error(), "head -c 32 /dev/urandom | base64") {
+		t.Fatalf("bad ROOMCAST_GOSSIP_KEY: %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("the error shows the key: %v", err)
+	}
+}

@@ -12,31 +12,57 @@ import (
 // session:disconnected everywhere. With --gossip-bind the node also joins
 // the memberlist cluster of --gossip-join, whose failure detector (about
 // 3 s), graceful leaves and incarnations feed the same tracker; see
-// pkg/presence/liveness.go for how the two agree.
+// pkg/presence/liveness.go for how the two agree. --gossip-key keeps
+// nodes without the key out of that cluster (pkg/gossip/keys.go).
 
 // startGossip joins the gossip cluster when --gossip-bind is set. It does
 // not wait for the seeds: the first node of a cluster starts alone, and the
 // others are retried in the background.
 func (n *Node) startGossip() error {
 	if n.opts.GossipBind == "" {
-		if len(n.opts.GossipJoin) > 0 {
-			n.log.Warn("--gossip-join is ignored without --gossip-bind; node liveness relies on NATS heartbeats alone")
+		var ignored []string
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"--gossip-join", len(n.opts.GossipJoin) > 0},
+			{"--gossip-advertise", n.opts.GossipAdvertise != ""},
+			{"--gossip-key", n.opts.GossipKey != ""},
+		} {
+			if f.set {
+				ignored = append(ignored, f.name)
+			}
+		}
+		if len(ignored) > 0 {
+			n.log.Warn(strings.Join(ignored, ", ") + " ignored without --gossip-bind; node liveness relies on NATS heartbeats alone")
 		}
 		return nil
+	}
+	keys, err := gossip.ParseKeys(n.opts.GossipKey) // checked by validate
+	if err != nil {
+		return fmt.Errorf("--gossip-key: %w", err)
 	}
 	c, err := gossip.Start(gossip.Options{
 		Node:        n.opts.NodeID,
 		Incarnation: n.tracker.Incarnation(),
 		Bind:        n.opts.GossipBind,
+		Advertise:   n.opts.GossipAdvertise,
 		Join:        n.opts.GossipJoin,
+		Keys:        keys,
 		Listener:    n.tracker,
 		Logger:      n.log,
 	})
 	if err != nil {
-		return fmt.Errorf("cannot start gossip on --gossip-bind %s: %w", n.opts.GossipBind, err)
+		where := "--gossip-bind " + n.opts.GossipBind
+		if n.opts.GossipAdvertise != "" {
+			where += ", --gossip-advertise " + n.opts.GossipAdvertise
+		}
+		return fmt.Errorf("cannot start gossip on %s: %w", where, err)
 	}
 	n.gossip = c
-	n.log.Info("gossip started", "addr", c.Addr(), "join", strings.Join(n.opts.GossipJoin, ","))
+	// How many keys, never which.
+	n.log.Info("gossip started", "addr", c.Addr(), "join", strings.Join(n.opts.GossipJoin, ","),
+		"encrypted", len(keys) > 0, "keys", len(keys))
 	return nil
 }
 

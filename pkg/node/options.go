@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/roomcast/roomcast/pkg/gossip"
 	"github.com/roomcast/roomcast/pkg/history"
 	"github.com/roomcast/roomcast/pkg/names"
 	"github.com/roomcast/roomcast/pkg/presence"
@@ -57,6 +58,13 @@ type Options struct {
 	Demo           bool          // serve the demo page and its endpoints
 	TLSCert        string        // PEM certificate file; with TLSKey, serve https/wss (reloaded on change)
 	TLSKey         string        // PEM key file
+	// GossipAdvertise is the host:port other nodes reach this one's gossip
+	// at, next to GossipBind (NAT, containers); empty = memberlist's choice.
+	GossipAdvertise string
+	// GossipKey encrypts and authenticates gossip: base64 keys, comma
+	// separated, the first encrypting (gossip.ParseKeys). A secret: never
+	// logged. Empty = plaintext gossip.
+	GossipKey string
 
 	PingInterval       time.Duration
 	HandshakeTimeout   time.Duration
@@ -135,6 +143,11 @@ func (o *Options) validate() error {
 	}
 	if _, err := room.ParseEventsMode(o.Events); err != nil {
 		return fmt.Errorf("--events: %w", err)
+	}
+	// Also without --gossip-bind: a key that would be refused is better
+	// found now than on the day gossip is turned on.
+	if _, err := gossip.ParseKeys(o.GossipKey); err != nil {
+		return fmt.Errorf("--gossip-key: %w", err)
 	}
 	if o.NodeID == "" || !names.ValidToken(o.NodeID) {
 		return fmt.Errorf("node id %q is invalid: use 1–128 chars of [A-Za-z0-9_-:@=] (set --node-id)", o.NodeID)
