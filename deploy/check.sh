@@ -284,10 +284,10 @@ value_set existing-nats ci/existing-nats-values.yaml \
   -nats nats://nats-0.nats.messaging.svc:4222,nats://nats-1.nats.messaging.svc:4222,nats://nats-2.nats.messaging.svc:4222 \
   -kinds ConfigMap,Deployment,Secret,Service,ServiceAccount
 value_set existing-secret ci/existing-secret-values.yaml \
-  -nats nats://nats:4222 -secret roomcast-api \
+  -nats nats://nats:4222 -secret roomcast-api -gossip-secret roomcast-gossip \
   -kinds ConfigMap,Deployment,PodDisruptionBudget,Service
 value_set bundled-nats ci/bundled-nats-values.yaml \
-  -nats "nats://$RELEASE-nats.$NS.svc.cluster.local:4222" -no-api-key \
+  -nats "nats://$RELEASE-nats.$NS.svc.cluster.local:4222" -no-api-key -no-gossip-key \
   -kinds ConfigMap,Deployment,PodDisruptionBudget,Service,ServiceAccount
 
 # Values the chart must refuse (values.schema.json and template guards).
@@ -305,6 +305,10 @@ refuse "values: trusted proxy not an address" "at '/trustedProxies/0'" \
   helm_template --set 'trustedProxies[0]=lb.example.com'
 refuse "values: NATS url" "at '/nats/url'" \
   helm_template --set nats.url=localhost:4222
+refuse "values: gossip key not base64 of 16, 24 or 32 bytes" "at '/gossip/key'" \
+  helm_template --set gossip.key=c2VjcmV0LXBhc3N3b3Jk
+refuse "values: API and gossip keys under one name in the Secret" "give them different names" \
+  helm_template --set gossip.secretKey=api-key
 refuse "values: CPU autoscaling without a CPU request" "needs resources.requests.cpu" \
   helm_template --set autoscaling.enabled=true --set resources.requests.cpu=null
 

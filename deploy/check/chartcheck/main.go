@@ -2,7 +2,8 @@
 // `helm template` for the roomcast chart: that the objects agree with each
 // other and with the node's command line and drain contract.
 //
-// Usage: chartcheck -f rendered.yaml [-nats URL] [-kinds K1,K2] [-secret NAME] [-no-api-key] [-node-config cmd/node/config.go]
+// Usage: chartcheck -f rendered.yaml [-nats URL] [-kinds K1,K2] [-secret NAME] [-no-api-key]
+// [-gossip-secret NAME] [-no-gossip-key] [-node-config cmd/node/config.go]
 //
 //   - Deployment: probes on /readyz and /healthz; only known flags; --node-id
 //     from the pod name (downward API); --gossip-join names the headless
@@ -10,13 +11,17 @@
 //     TCP and UDP; terminationGracePeriodSeconds covers the preStop sleep and
 //     --drain-grace, and --drain-grace exceeds --drain-window; --config is
 //     mounted from a ConfigMap of this release whose routes are well formed;
-//     ROOMCAST_API_KEY comes from a Secret that is rendered or named by -secret.
+//     ROOMCAST_API_KEY and ROOMCAST_GOSSIP_KEY come from Secrets that are
+//     rendered (holding the key; a gossip key in a form --gossip-key takes)
+//     or named by -secret and -gossip-secret, never from the command line;
+//     every rendered Secret is used.
 //   - Services, PodDisruptionBudget, HPA, Ingress, ServiceMonitor point at the
 //     Deployment's pods / Service / ports.
 package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +57,8 @@ func main() {
 	kinds := flag.String("kinds", "", "expected set of kinds, comma separated")
 	secret := flag.String("secret", "", "name of a Secret made outside the chart that holds the API key")
 	noAPIKey := flag.Bool("no-api-key", false, "expect no API key at all")
+	gossipSecret := flag.String("gossip-secret", "", "name of a Secret made outside the chart that holds the gossip key")
+	noGossipKey := flag.Bool("no-gossip-key", false, "expect no gossip key at all (plaintext gossip)")
 	nodeConfig := flag.String("node-config", "cmd/node/config.go", "the node's option table (flag names)")
 	flag.Parse()
 	var err error
@@ -83,7 +90,10 @@ func main() {
 		k, _ := o["kind"].(string)
 		c.objs[k] = append(c.objs[k], o)
 	}
-	c.check(*natsURL, *secret, *noAPIKey)
+	c.check(*natsURL, []keyEnv{
+		{env: "ROOMCAST_API_KEY", flag: "api-key", what: "API key", ext: *secret, none: *noAPIKey},
+		{env: "ROOMCAST_GOSSIP_KEY", flag: "gossip-key", what: "gossip key", ext: *gossipSecret, none: *noGossipKey, valid: nodeflags.CheckGossipKey},
+	})
 	if *kinds != "" {
 		var got []string
 		for k := range c.objs {
@@ -190,7 +200,15 @@ func selects(sel any, labels any) bool {
 	return true
 }
 
-func (c *checker) check(wantNATS, extSecret string, noAPIKey bool) {
+// keyEnv is a secret the node takes from the env, from a Secret.
+type keyEnv struct {
+	env, flag, what string
+	ext             string // a Secret made outside the chart holds it
+	none            bool   // expect it not set at all
+	valid           func(string) error
+}
+
+func (c *checker) check(wantNATS string, keys []keyEnv) {
 	dep := c.one("Deployment")
 	if dep == nil {
 		return
@@ -342,32 +360,15 @@ func (c *checker) check(wantNATS, extSecret string, noAPIKey bool) {
 		c.failf("Deployment: --config %s is not on a ConfigMap volume", cfgPath)
 	}
 
-	// API key.
-	ref := get(env["ROOMCAST_API_KEY"], "valueFrom", "secretKeyRef")
-	switch {
-	case noAPIKey:
-		if env["ROOMCAST_API_KEY"] != nil || flags["api-key"] != "" {
-			c.failf("Deployment: an API key is set, none expected")
-		}
-	case ref == nil:
-		c.failf("Deployment: ROOMCAST_API_KEY should come from a Secret (secretKeyRef)")
-	case extSecret != "":
-		if str(ref, "name") != extSecret {
-			c.failf("Deployment: API key Secret %s, want %s", str(ref, "name"), extSecret)
-		}
-		if len(c.objs["Secret"]) > 0 {
-			c.failf("a Secret is rendered although the existing Secret %s is used", extSecret)
-		}
-	default:
-		s := c.byName("Secret", str(ref, "name"))
-		if s == nil {
-			c.failf("Deployment: API key Secret %s is not rendered", str(ref, "name"))
-		} else if str(s, "data", str(ref, "key")) == "" {
-			c.failf("Secret %s: no key %s", name(s), str(ref, "key"))
-		}
+	// Keys: from Secrets, never on the command line.
+	used := map[string]bool{}
+	for _, k := range keys {
+		c.checkKeyEnv(k, env[k.env], flags, used)
 	}
-	if flags["api-key"] != "" {
-		c.failf("Deployment: the API key must not be a command-line argument")
+	for _, s := range c.objs["Secret"] {
+		if !used[name(s)] {
+			c.failf("Secret %s is rendered but no key of the Deployment comes from it", name(s))
+		}
 	}
 
 	// Client Service, PDB, HPA, Ingress, ServiceMonitor.
@@ -443,6 +444,53 @@ func (c *checker) check(wantNATS, extSecret string, noAPIKey bool) {
 	}
 }
 
+// checkKeyEnv checks that the env variable k.env of the container comes
+// from a Secret (rendered, or k.ext) and that the rendered Secret holds a
+// valid key; rendered Secrets it uses are added to used.
+func (c *checker) checkKeyEnv(k keyEnv, e any, flags map[string]string, used map[string]bool) {
+	if flags[k.flag] != "" {
+		c.failf("Deployment: the %s must not be a command-line argument (--%s shows in ps): pass %s from a Secret", k.what, k.flag, k.env)
+	}
+	ref := get(e, "valueFrom", "secretKeyRef")
+	switch {
+	case k.none:
+		if e != nil {
+			c.failf("Deployment: %s is set, no %s expected", k.env, k.what)
+		}
+	case ref == nil:
+		c.failf("Deployment: %s (the %s) should come from a Secret (secretKeyRef)", k.env, k.what)
+	case k.ext != "":
+		if str(ref, "name") != k.ext {
+			c.failf("Deployment: %s Secret %s, want %s", k.what, str(ref, "name"), k.ext)
+		}
+		if c.byName("Secret", k.ext) != nil {
+			c.failf("the chart renders Secret %s, which is made outside it", k.ext)
+		}
+	default:
+		s := c.byName("Secret", str(ref, "name"))
+		if s == nil {
+			c.failf("Deployment: %s Secret %s is not rendered", k.what, str(ref, "name"))
+			return
+		}
+		used[name(s)] = true
+		data := str(s, "data", str(ref, "key"))
+		if data == "" {
+			c.failf("Secret %s: no key %s", name(s), str(ref, "key"))
+			return
+		}
+		v, err := base64.StdEncoding.DecodeString(data)
+		if err != nil {
+			c.failf("Secret %s: %s is not base64 data: %v", name(s), str(ref, "key"), err)
+			return
+		}
+		if k.valid != nil {
+			if err := k.valid(string(v)); err != nil {
+				c.failf("Secret %s: %s: %v", name(s), str(ref, "key"), err)
+			}
+		}
+	}
+}
+
 // checkConfig parses the node's config file and checks its routes.
 func (c *checker) checkConfig(text string, flags map[string]string) {
 	var cfg map[string]any
@@ -456,6 +504,9 @@ func (c *checker) checkConfig(text string, flags map[string]string) {
 		}
 		if _, both := flags[k]; both {
 			c.failf("ConfigMap: %q is also a command-line flag, which wins: drop one", k)
+		}
+		if k == "api-key" || k == "gossip-key" {
+			c.failf("ConfigMap: %q is a secret, and ConfigMaps are not: set it with the chart's key values (a Secret)", k)
 		}
 	}
 	routes, ok := cfg["routes"].([]any)

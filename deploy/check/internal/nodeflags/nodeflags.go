@@ -3,12 +3,15 @@
 package nodeflags
 
 import (
+	"encoding/base64"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Design is the command line of DESIGN.md plus the deployment flags
@@ -61,4 +64,21 @@ func Load(file string) ([]string, error) {
 		return nil, &os.PathError{Op: "read flags", Path: file, Err: os.ErrNotExist}
 	}
 	return names, nil
+}
+
+// CheckGossipKey checks a --gossip-key value the way the node reads it
+// (pkg/gossip.ParseKeys; this module does not import the product's):
+// base64 keys of 16, 24 or 32 bytes, comma separated. Errors never show
+// the key.
+func CheckGossipKey(v string) error {
+	for i, p := range strings.Split(v, ",") {
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
+		if err != nil {
+			return fmt.Errorf("gossip key %d is not base64: %v", i+1, err)
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return fmt.Errorf("gossip key %d is %d bytes, not 16, 24 or 32", i+1, n)
+		}
+	}
+	return nil
 }

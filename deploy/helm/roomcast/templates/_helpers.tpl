@@ -81,6 +81,11 @@ official chart's "nats.fullname"), else nats.url.
 {{- default (include "roomcast.fullname" .) .Values.apiKey.existingSecret }}
 {{- end }}
 
+{{/* The Secret holding the gossip key: the chart's own (shared with the API key) or gossip.existingSecret. */}}
+{{- define "roomcast.gossipSecretName" -}}
+{{- default (include "roomcast.fullname" .) .Values.gossip.existingSecret }}
+{{- end }}
+
 {{/*
 Seconds in a duration written as "90s", "2m" or "1m30s" (the forms
 values.schema.json allows for drain.window and drain.grace).
