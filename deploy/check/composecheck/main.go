@@ -4,7 +4,8 @@
 // checks consistency (services, volumes, depends_on). Then it checks what the
 // roomcast cluster needs: 3 NATS servers with JetStream routed to each
 // other, roomcast nodes pointed at all of them and gossiping with each other,
-// the nginx load balancer's upstreams matching the nodes, and the ticker.
+// the nginx load balancer's upstreams matching the nodes, and the ticker;
+// the API key and the gossip key are given as env, not flags.
 //
 // Usage: composecheck [-f docker-compose.yml] [-node-config cmd/node/config.go]
 package main
@@ -170,6 +171,7 @@ func (c *checker) check(p *types.Project, dir string) {
 		nodeNames = append(nodeNames, s.Name)
 	}
 	ids := map[string]string{}
+	gossipKey := "" // the first node's
 	for _, s := range nodes {
 		f := flagsOf(s.Command)
 		for name := range f {
@@ -218,6 +220,25 @@ func (c *checker) check(p *types.Project, dir string) {
 		}
 		if key := s.Environment["ROOMCAST_API_KEY"]; key == nil || *key == "" {
 			c.failf("%s: ROOMCAST_API_KEY (--api-key) is not set", s.Name)
+		}
+		// Gossip key: set, in a form --gossip-key takes, the same on every
+		// node (else they gossip apart), never on the command line.
+		if key := s.Environment["ROOMCAST_GOSSIP_KEY"]; key == nil || *key == "" {
+			c.failf("%s: ROOMCAST_GOSSIP_KEY (--gossip-key) is not set: gossip would be open to anything on the network", s.Name)
+		} else {
+			if err := nodeflags.CheckGossipKey(*key); err != nil {
+				c.failf("%s: ROOMCAST_GOSSIP_KEY: %v", s.Name, err)
+			}
+			if gossipKey == "" {
+				gossipKey = *key
+			} else if *key != gossipKey {
+				c.failf("%s: ROOMCAST_GOSSIP_KEY differs from the other nodes': they would not hear each other", s.Name)
+			}
+		}
+		for _, secret := range []string{"api-key", "gossip-key"} {
+			if _, ok := f[secret]; ok {
+				c.failf("%s: --%s on the command line shows in ps and docker inspect: pass it as env ROOMCAST_%s", s.Name, secret, strings.ToUpper(strings.ReplaceAll(secret, "-", "_")))
+			}
 		}
 		if r := s.Environment["ROOMCAST_KEYS_REPLICAS"]; r == nil || *r != fmt.Sprint(len(nats)) {
 			c.failf("%s: ROOMCAST_KEYS_REPLICAS should be %d (one replica of rc-keys per NATS server)", s.Name, len(nats))
