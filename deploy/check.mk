@@ -8,4 +8,8 @@
 
 .PHONY: check-deploy
 check-deploy:
+	@# The checkers are a module of their own: lint and test them too.
+	cd deploy/check && $(GO) vet ./... && $(GO) test -count=1 ./...
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	cd deploy/check && $(STATICCHECK) ./...
 	bash deploy/check.sh

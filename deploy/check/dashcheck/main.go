@@ -217,11 +217,11 @@ func resolve(s string, metrics map[string]metric) (string, bool) {
 // helper call whose name cannot be worked out is an error, not skipped.
 func parseMetrics(file string) (map[string]metric, error) {
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, file, nil, 0)
+	f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
 	if err != nil {
 		return nil, err
 	}
-	p := &metricsParser{fset: fset, consts: map[string]string{}, helpers: map[*ast.Object]*helper{},
+	p := &metricsParser{fset: fset, consts: map[string]string{}, helpers: map[string]*helper{},
 		inHelper: map[*ast.CallExpr]bool{}, out: map[string]metric{}}
 	// File-level string constants.
 	for _, d := range f.Decls {
@@ -271,8 +271,8 @@ func parseMetrics(file string) (map[string]metric, error) {
 		if !ok {
 			return true
 		}
-		if id, ok := call.Fun.(*ast.Ident); ok && id.Obj != nil {
-			if h := p.helpers[id.Obj]; h != nil {
+		if id, ok := call.Fun.(*ast.Ident); ok {
+			if h := p.helpers[id.Name]; h != nil {
 				args := make([]string, len(call.Args))
 				for i, a := range call.Args {
 					args[i], _ = p.eval(a, nil).constant()
@@ -310,7 +310,7 @@ func parseMetrics(file string) (map[string]metric, error) {
 type metricsParser struct {
 	fset     *token.FileSet
 	consts   map[string]string
-	helpers  map[*ast.Object]*helper
+	helpers  map[string]*helper     // by name: a metrics file declares each once
 	inHelper map[*ast.CallExpr]bool // constructors inside helpers: declared by the helper's calls
 	out      map[string]metric
 	errs     []string
@@ -476,7 +476,7 @@ func (p *metricsParser) findHelper(id *ast.Ident, typ *ast.FuncType, body *ast.B
 			i++
 		}
 	}
-	if len(params) == 0 || id.Obj == nil {
+	if len(params) == 0 {
 		return
 	}
 	ast.Inspect(body, func(n ast.Node) bool {
@@ -492,11 +492,11 @@ func (p *metricsParser) findHelper(id *ast.Ident, typ *ast.FuncType, body *ast.B
 			return true
 		}
 		p.inHelper[call] = true
-		if p.helpers[id.Obj] != nil {
+		if p.helpers[id.Name] != nil {
 			p.errorf(call, "%s declares more than one collector from its parameters", id.Name)
 			return true
 		}
-		p.helpers[id.Obj] = &helper{name: name, m: m}
+		p.helpers[id.Name] = &helper{name: name, m: m}
 		return true
 	})
 }

@@ -26,8 +26,12 @@ func TestParseMetricsRepo(t *testing.T) {
 		"roomcast_history_queries_total":         {kind: "Counter"},
 		"roomcast_history_foreign_total":         {kind: "Counter"},
 	}
-	if !maps.EqualFunc(hist, want, equalMetric) {
-		t.Errorf("pkg/history/metrics.go: got %v, want %v", hist, want)
+	// A subset: the file may declare more (the dashboard check covers
+	// those); these show the helper-built names are found.
+	for name, m := range want {
+		if got, ok := hist[name]; !ok || !equalMetric(got, m) {
+			t.Errorf("pkg/history/metrics.go: %s = %v (found: %v); want %v", name, got, ok, m)
+		}
 	}
 	node, err := parseMetrics(filepath.Join(root, "pkg", "metrics", "metrics.go"))
 	if err != nil {
