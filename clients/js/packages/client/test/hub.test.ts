@@ -285,8 +285,8 @@ describe('Hub', () => {
 		link().server(ev(41)); // a repeat is not forwarded
 		link().server(ev(42));
 		expect(a.msgs('event').map((m) => m.seq)).toEqual([41, 42]);
-		// The tabs' own re-joins with since, once the upstream join is answered: position and recovered.
-		hub.receive(a, msg({ type: 'join', id: 2, room: 'h', since: { seq: 40, epoch: 'E' } }));
+		// The tabs' own re-joins with since (the last event they got), once the upstream join is answered: position and recovered.
+		hub.receive(a, msg({ type: 'join', id: 2, room: 'h', since: { seq: 42, epoch: 'E' } }));
 		hub.receive(b, msg({ type: 'join', id: 7, room: 'h' }));
 		expect(a.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 2, seq: 42, epoch: 'E', recovered: true });
 		expect(b.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 7, seq: 42, epoch: 'E' });
@@ -375,6 +375,199 @@ describe('Hub', () => {
 		hub.receive(a, msg({ type: 'join', id: 1, room: 'auto' }));
 		expect(link().ofType('join')).toHaveLength(0);
 		expect(a.msgs('ack')).toEqual([{ type: 'ack', id: 1 }]);
+	});
+});
+
+describe('Hub: a tab joining behind the room position catches up from history', () => {
+	const ev = (seq: number, epoch = 'E') => ({ type: 'event', room: 'h', event: 'm', data: seq, seq, epoch });
+	const stored = (seq: number) => ({ seq, event: 'm', data: seq, time: 1 });
+	const page = (id: unknown, seqs: number[], epoch = 'E') => ({ type: 'history', id, room: 'h', seq: 99, epoch, events: seqs.map(stored) });
+	const seqs = (t: TabPort) => t.msgs('event').map((m) => m.seq);
+
+	/** Tab a holds room h at position {at, E}: joined at 40, then the events 41..at. */
+	function held(at: number, ...tabs: TabPort[]) {
+		const a = new TabPort();
+		openHub(a, ...tabs);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'h' }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id, seq: 40, epoch: 'E' });
+		link().server({ type: 'session:list', room: 'h', sessions: [{ session: 'S', user: 'u', meta: {}, connected_at: 1 }] });
+		for (let s = 41; s <= at; s++) link().server(ev(s));
+		for (const t of tabs) t.clear();
+		return a;
+	}
+
+	it('reads (since, P] for that tab only and sends it, in order, before the live events held meanwhile', () => {
+		const b = new TabPort();
+		const a = held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		// From since itself (proof that nothing after it was removed) up to P: at most 4 events.
+		const q = link().ofType('history');
+		expect(q).toEqual([{ type: 'history', id: expect.any(Number), room: 'h', after: 41, limit: 4 }]);
+		expect(hub.rooms()).toEqual({ h: 2 });
+		// Live traffic while the page is read: held for b, delivered to a.
+		link().server(ev(46));
+		hub.receive(a, msg({ type: 'publish', id: 2, room: 'h', event: 'm', data: 'local', echo: false }));
+		link().server({ type: 'session:connected', room: 'h', session: 'T', user: 'v', meta: {}, count: 2 });
+		expect(b.msgs()).toEqual([]);
+		link().server(page(q[0]!.id, [42, 43, 44, 45]));
+		expect(b.msgs().map((m) => m.type)).toEqual(['ack', 'session:list', 'event', 'event', 'event', 'event', 'event']);
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 3, seq: 45, epoch: 'E', recovered: true }]);
+		expect(b.msgs('session:list')[0]).toMatchObject({ sessions: [{ session: 'S' }, { session: 'T' }] });
+		expect(b.msgs('event')).toEqual([
+			{ type: 'event', room: 'h', event: 'm', data: 43, seq: 43, epoch: 'E' },
+			ev(44),
+			ev(45),
+			ev(46),
+			{ type: 'event', room: 'h', event: 'm', data: 'local', from: 'S' }
+		]);
+		// a saw every event once, no replay.
+		expect(seqs(a)).toEqual([41, 42, 43, 44, 45, 46]);
+		link().server(ev(47));
+		expect(seqs(b).at(-1)).toBe(47);
+		expect(seqs(a).at(-1)).toBe(47);
+		expect(link().ofType('join')).toHaveLength(1);
+	});
+
+	it('pages on from the last event read, stops at P, and keeps `from`', () => {
+		const b = new TabPort();
+		held(50, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 41, epoch: 'E' } }));
+		let q = link().ofType('history');
+		expect(q.at(-1)).toMatchObject({ after: 40, limit: 10 });
+		link().server({ ...page(q.at(-1)!.id, [41, 43]), events: [stored(41), { ...stored(43), from: 's9' }] }); // holes: other rooms' sequences
+		q = link().ofType('history');
+		expect(q).toHaveLength(2);
+		expect(q.at(-1)).toMatchObject({ after: 42, limit: 8 });
+		link().server(page(q.at(-1)!.id, [43, 47, 49]));
+		q = link().ofType('history');
+		expect(q.at(-1)).toMatchObject({ after: 48, limit: 2 });
+		expect(b.msgs()).toEqual([]);
+		// The page goes past P (51 came later, live): only up to P is replayed.
+		link().server(page(q.at(-1)!.id, [49, 50, 51]));
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 3, seq: 50, epoch: 'E', recovered: true }]);
+		expect(seqs(b)).toEqual([43, 47, 49, 50]);
+		expect(b.msgs('event')[0]).toMatchObject({ seq: 43, from: 's9' });
+		expect(link().ofType('history')).toHaveLength(3);
+	});
+
+	it('acks recovered:false, with P and the live events from there, when the history no longer reaches back to since', () => {
+		const b = new TabPort();
+		held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		link().server(ev(46));
+		// since (42) was removed: the first stored event is later.
+		link().server(page(link().ofType('history')[0]!.id, [44, 45, 46]));
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 3, seq: 45, epoch: 'E', recovered: false }]);
+		expect(seqs(b)).toEqual([46]);
+	});
+
+	it.each([
+		['the history was reset (another epoch in the page)', (id: unknown) => page(id, [42, 43, 44, 45], 'F')],
+		['the node could not read it', (id: unknown) => ({ type: 'error', id, code: 'unavailable', message: 'history is unavailable: retry shortly' })],
+		['nothing is stored after since', (id: unknown) => page(id, [42])]
+	])('acks recovered:false when %s', (_what, answer) => {
+		const b = new TabPort();
+		held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		link().server(answer(link().ofType('history')[0]!.id));
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 3, seq: 45, epoch: 'E', recovered: false }]);
+		expect(seqs(b)).toEqual([]);
+		expect(hub.rooms()).toEqual({ h: 2 });
+	});
+
+	it('acks recovered:false at once for a since of another epoch, or too low to prove (0, 1)', () => {
+		const b = new TabPort();
+		held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'OLD' } }));
+		hub.receive(b, msg({ type: 'join', id: 4, room: 'h', since: { seq: 1, epoch: 'E' } }));
+		expect(link().ofType('history')).toHaveLength(0);
+		expect(b.msgs('ack')).toEqual([
+			{ type: 'ack', id: 3, seq: 45, epoch: 'E', recovered: false },
+			{ type: 'ack', id: 4, seq: 45, epoch: 'E', recovered: false }
+		]);
+	});
+
+	it('behaves as before for a since at or ahead of P: no read, recovered true', () => {
+		const b = new TabPort();
+		held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 45, epoch: 'E' } }));
+		hub.receive(b, msg({ type: 'join', id: 4, room: 'h', since: { seq: 47, epoch: 'E' } }));
+		expect(link().ofType('history')).toHaveLength(0);
+		expect(b.msgs('ack')).toEqual([
+			{ type: 'ack', id: 3, seq: 45, epoch: 'E', recovered: true },
+			{ type: 'ack', id: 4, seq: 45, epoch: 'E', recovered: true }
+		]);
+	});
+
+	it('forgets a catch-up whose tab leaves or goes away, and leaves the room with its last tab', () => {
+		const b = new TabPort();
+		const c = new TabPort();
+		const a = held(45, b, c);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		hub.receive(c, msg({ type: 'join', id: 3, room: 'h', since: { seq: 43, epoch: 'E' } }));
+		const [qb, qc] = link().ofType('history');
+		hub.receive(b, msg({ type: 'leave', id: 4, room: 'h' }));
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 4 }]);
+		hub.receive(c, { t: 'bye' });
+		hub.receive(a, msg({ type: 'leave', id: 5, room: 'h' }));
+		expect(link().ofType('leave')).toHaveLength(1);
+		link().server(page(qb!.id, [42, 43, 44, 45]));
+		link().server(page(qc!.id, [43, 44, 45]));
+		expect(b.msgs('event')).toEqual([]);
+		expect(c.msgs('event')).toEqual([]);
+	});
+
+	it('keeps the room joined while its only tab is catching up', () => {
+		const b = new TabPort();
+		const a = held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 6, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		hub.receive(a, msg({ type: 'leave', id: 2, room: 'h' }));
+		expect(link().ofType('leave')).toHaveLength(0);
+		expect(hub.rooms()).toEqual({ h: 1 });
+		link().server(page(link().ofType('history')[0]!.id, [42, 43, 44, 45]));
+		expect(seqs(b)).toEqual([43, 44, 45]);
+		hub.receive(b, msg({ type: 'leave', id: 7, room: 'h' }));
+		expect(link().ofType('leave')).toHaveLength(1);
+	});
+
+	it('drops a catch-up when the socket drops; the tab re-sent join after the welcome is recovered by the node', () => {
+		const b = new TabPort();
+		const a = held(45, b);
+		hub.receive(b, msg({ type: 'join', id: 3, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		link().setState({ state: 'reconnecting', attempt: 0, delay: 100 });
+		link().sent = [];
+		link().welcome({ session: 'S2' });
+		expect(link().ofType('join')).toEqual([{ type: 'join', id: expect.any(Number), room: 'h', since: { seq: 45, epoch: 'E' } }]);
+		hub.receive(a, msg({ type: 'join', id: 2, room: 'h', since: { seq: 45, epoch: 'E' } }));
+		// b re-sends its join too (its position did not move): it waits for the upstream ack, then catches up.
+		hub.receive(b, msg({ type: 'join', id: 4, room: 'h', since: { seq: 42, epoch: 'E' } }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id, seq: 47, epoch: 'E', recovered: true });
+		link().server(ev(46)); // the node's replay of (45, 47] for the worker
+		link().server(ev(47));
+		expect(a.msgs('ack').at(-1)).toEqual({ type: 'ack', id: 2, seq: 47, epoch: 'E', recovered: true });
+		expect(seqs(a).slice(-2)).toEqual([46, 47]);
+		expect(b.msgs('ack')).toEqual([]);
+		const q = link().ofType('history');
+		expect(q).toEqual([{ type: 'history', id: expect.any(Number), room: 'h', after: 41, limit: 4 }]);
+		link().server(page(q[0]!.id, [42, 43, 44, 45]));
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 4, seq: 45, epoch: 'E', recovered: true }]);
+		expect(seqs(b)).toEqual([43, 44, 45, 46, 47]);
+	});
+
+	it('catches up a tab that joined while the upstream join (without since) was on its way', () => {
+		const a = new TabPort();
+		const b = new TabPort();
+		openHub(a, b);
+		hub.receive(a, msg({ type: 'join', id: 1, room: 'h' }));
+		hub.receive(b, msg({ type: 'join', id: 1, room: 'h', since: { seq: 30, epoch: 'E' } }));
+		link().server({ type: 'ack', id: link().ofType('join')[0]!.id, seq: 33, epoch: 'E' });
+		expect(a.msgs('ack')).toEqual([{ type: 'ack', id: 1, seq: 33, epoch: 'E' }]);
+		link().server({ type: 'session:list', room: 'h', sessions: [] });
+		link().server(ev(34));
+		link().server(page(link().ofType('history')[0]!.id, [30, 32, 33]));
+		expect(b.msgs('ack')).toEqual([{ type: 'ack', id: 1, seq: 33, epoch: 'E', recovered: true }]);
+		expect(seqs(b)).toEqual([32, 33, 34]);
+		expect(seqs(a)).toEqual([34]);
 	});
 });
 
@@ -509,6 +702,50 @@ describe('Hub with tabs (WorkerLink) and a real Connection', () => {
 		expect(rec).toEqual([{ room: 'h', recovered: true, position: expect.objectContaining({ epoch: 'E' }) }]);
 		expect(t1.position('h')).toEqual({ seq: 15, epoch: 'E' });
 		expect(ws2.ofType('join')).toHaveLength(1);
+	});
+
+	it('a tab back from the back/forward cache re-joins behind the worker and gets what it missed, then live events, once', async () => {
+		const h = new Hub({
+			clock,
+			createLink: (config) => new Connection({ ...config, WebSocket: FakeWebSocket, clock, random: () => 0.5, wake: null })
+		});
+		const page = new Map<string, (ev: { persisted?: boolean }) => void>();
+		const win = { addEventListener: (t: string, f: (ev: { persisted?: boolean }) => void) => page.set(t, f), removeEventListener: () => {} };
+		const t1 = new RoomcastClient<{ chat: string }>({ link: new WorkerLink(channel(h), { url: 'ws://node.test/chat' }, { clock, window: null, locks: null }) });
+		const t2 = new RoomcastClient<{ chat: string }>({ link: new WorkerLink(channel(h), { url: 'ws://node.test/chat' }, { clock, window: win, locks: null }) });
+		await flush();
+		const ws = FakeWebSocket.last;
+		ws.welcome({ session: 'S' });
+		const got1: number[] = [];
+		const got2: number[] = [];
+		t1.on('chat', (_d, c) => got1.push(c.seq!));
+		t2.on('chat', (_d, c) => got2.push(c.seq!));
+		const rec: unknown[] = [];
+		t2.listen('recovered', (r) => rec.push(structuredClone(r)));
+		const j = t1.join('h');
+		ws.serverSend({ type: 'ack', id: ws.ofType('join')[0]!.id, seq: 10, epoch: 'E' });
+		await j;
+		await t2.join('h');
+		const ev = (seq: number) => ({ type: 'event', room: 'h', event: 'chat', data: String(seq), seq, epoch: 'E' });
+		ws.serverSend(ev(11), ev(12));
+
+		page.get('pagehide')!({ persisted: true });
+		expect(h.rooms()).toEqual({ h: 1 });
+		ws.serverSend(ev(13), ev(15));
+		page.get('pageshow')!({ persisted: true });
+		await flush();
+		expect(ws.ofType('join')).toHaveLength(1);
+		const q = ws.ofType('history');
+		expect(q).toEqual([{ type: 'history', id: expect.any(Number), room: 'h', after: 11, limit: 4 }]);
+		ws.serverSend(ev(16));
+		const stored = (seq: number) => ({ seq, event: 'chat', data: String(seq), time: 1 });
+		ws.serverSend({ type: 'history', id: q[0]!.id, room: 'h', seq: 16, epoch: 'E', events: [12, 13, 15].map(stored) });
+		await flush();
+		ws.serverSend(ev(17));
+		expect(got1).toEqual([11, 12, 13, 15, 16, 17]);
+		expect(got2).toEqual([11, 12, 13, 15, 16, 17]);
+		expect(rec).toEqual([{ room: 'h', recovered: true, position: { seq: 12, epoch: 'E' } }]);
+		expect(t2.position('h')).toEqual({ seq: 17, epoch: 'E' });
 	});
 
 	it('carries fatal errors to tabs as RoomcastErrors', async () => {

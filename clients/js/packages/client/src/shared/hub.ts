@@ -1,7 +1,8 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { Link, StateInfo } from '../link.js';
 import { PresenceTracker } from '../presence.js';
-import type { AckMessage, ClientMessage, HistoryPosition, ServerMessage, WelcomeMessage } from '../protocol.js';
+import type { AckMessage, ClientMessage, HistoryPageMessage, HistoryPosition, ServerMessage, WelcomeMessage } from '../protocol.js';
+import { CatchUp } from './catchup.js';
 import { toWireError, toWireState, type HubConfig, type HubMessage, type TabMessage } from './messages.js';
 
 /** A tab as the hub sees it: where to post. MessagePort qualifies. */
@@ -33,6 +34,7 @@ interface PortState {
 }
 
 interface HubRoom {
+	/** Tabs in the room (not those catching up). */
 	holders: Set<HubPort>;
 	/** idle: not joined on the current socket; joining: join sent; joined: acked. */
 	status: 'idle' | 'joining' | 'joined';
@@ -47,11 +49,15 @@ interface HubRoom {
 	pos: HistoryPosition | undefined;
 	/** The `recovered` of the upstream join on the current socket, for tabs re-joining with since. */
 	recovered: boolean | undefined;
-	/** Tabs waiting for the ack of the upstream join, with their own request ids. */
-	waiters: Array<{ port: HubPort; id: number | undefined }>;
+	/** The since of the upstream join on the current socket: its ack answers tabs that joined with the same. */
+	sent: HistoryPosition | undefined;
+	/** Tabs waiting for the ack of the upstream join, with their own request ids and since. */
+	waiters: Array<{ port: HubPort; id: number | undefined; since: HistoryPosition | undefined }>;
+	/** Tabs that joined behind the room's position, while the events they missed are read (see {@link CatchUp}). */
+	catchups: Map<HubPort, CatchUp>;
 }
 
-type Route = { join: string } | { port: HubPort; id: number };
+type Route = { join: string } | { catchup: CatchUp } | { port: HubPort; id: number };
 
 /**
  * The SharedWorker's brain: one upstream connection shared by every tab of
@@ -65,6 +71,10 @@ type Route = { join: string } | { port: HubPort; id: number };
  * - Room traffic goes to the tabs holding the room; direct messages, welcome
  *   and state go to every tab.
  * - After a reconnect the hub re-joins every held room itself.
+ * - A tab that joins a held room with `since` behind the room's position
+ *   (it was away: its port was lost, or the page came back from the
+ *   back/forward cache) gets the events it missed read from the room's
+ *   history, then the live ones, like a direct join's recovery: see {@link CatchUp}.
  * - All tabs share one session: a publish with `echo: false` from one tab is
  *   copied locally to the other tabs in the room, which the node would skip.
  */
@@ -104,7 +114,7 @@ export class Hub {
 	/** Rooms joined upstream or being joined, with their tab counts. */
 	rooms(): Record<string, number> {
 		const out: Record<string, number> = {};
-		for (const [name, r] of this.#rooms) out[name] = r.auto ? this.#ports.size : r.holders.size;
+		for (const [name, r] of this.#rooms) out[name] = r.auto ? this.#ports.size : r.holders.size + r.catchups.size;
 		return out;
 	}
 
@@ -150,7 +160,8 @@ export class Hub {
 		}
 		for (const [name, r] of [...this.#rooms]) {
 			r.waiters = r.waiters.filter((w) => w.port !== port);
-			if (r.holders.delete(port) && r.holders.size === 0 && !r.auto) this.#leaveUpstream(name, undefined);
+			const held = r.holders.delete(port);
+			if ((r.catchups.delete(port) || held) && this.#empty(r)) this.#leaveUpstream(name, undefined);
 		}
 		for (const [id, route] of this.#routes) {
 			if ('port' in route && route.port === port) this.#routes.delete(id);
@@ -268,36 +279,112 @@ export class Hub {
 			// The node skips the sender session, which all tabs share: copy to the other tabs in the room.
 			const r = this.#rooms.get(msg.room);
 			const event: ServerMessage = { type: 'event', room: msg.room, event: msg.event, data: msg.data, from: this.#welcome.session };
-			for (const p of this.#holders(r)) if (p !== port) p.postMessage({ t: 'msg', msg: event });
+			if (r) this.#deliver(r, event, port);
 		}
 	}
 
 	#join(port: HubPort, room: string, id: number | undefined, meta: unknown, since: HistoryPosition | undefined): void {
 		let r = this.#rooms.get(room);
 		if (!r) {
-			r = { holders: new Set(), status: 'idle', auto: false, meta, pos: since, recovered: undefined, waiters: [] };
+			r = {
+				holders: new Set(),
+				status: 'idle',
+				auto: false,
+				meta,
+				pos: since,
+				recovered: undefined,
+				sent: undefined,
+				waiters: [],
+				catchups: new Map()
+			};
 			this.#rooms.set(room, r);
 		}
-		r.holders.add(port);
-		const open = this.#link?.state === 'open';
-		if (open && (r.auto || r.status === 'joined')) {
-			if (id !== undefined) {
-				// The room's position is the last event forwarded: the tab has it (ports are FIFO).
-				const ack: AckMessage = { type: 'ack', id };
-				if (r.pos) {
-					ack.seq = r.pos.seq;
-					if (r.pos.epoch !== undefined) ack.epoch = r.pos.epoch;
-				}
-				if (since && r.recovered !== undefined) ack.recovered = r.recovered;
-				this.#reply(port, ack);
-			}
-			if (this.#presence.has(room)) {
-				port.postMessage({ t: 'msg', msg: { type: 'session:list', room, sessions: this.#presence.sessions(room) } });
-			}
+		const pending = r.catchups.get(port);
+		if (pending) {
+			// Joined again while catching up: the same answer will do.
+			if (id !== undefined) pending.ids.push(id);
 			return;
 		}
-		r.waiters.push({ port, id });
+		const open = this.#link?.state === 'open';
+		if (open && (r.auto || r.status === 'joined')) return this.#admit(room, r, port, id, since);
+		r.holders.add(port);
+		r.waiters.push({ port, id, since });
 		if (open && r.status === 'idle') this.#joinUpstream(room, r);
+	}
+
+	/**
+	 * Lets a tab into a room joined upstream: an ack with the room's position
+	 * (the last event forwarded: the tab has it, ports are FIFO) and, unless
+	 * the node's own follows (`list` false), the current `session:list`.
+	 *
+	 * With since, recovered is what the node would answer: a tab behind the
+	 * position in the same epoch first catches up on what it missed; one from
+	 * another epoch, or in a room without a position (no history), gets false;
+	 * one at or ahead of the position has nothing to catch up (the upstream
+	 * join's recovered, true if it had no since).
+	 */
+	#admit(room: string, r: HubRoom, port: HubPort, id: number | undefined, since: HistoryPosition | undefined, list = true): void {
+		const pos = r.pos;
+		let recovered: boolean | undefined;
+		if (since && !r.auto) {
+			if (!pos) recovered = r.recovered ?? false;
+			else if (since.epoch !== pos.epoch) recovered = false;
+			else if (since.seq < pos.seq) return this.#catchUp(room, r, port, id, since, pos);
+			else recovered = r.recovered ?? true;
+		}
+		r.holders.add(port);
+		if (id !== undefined) this.#reply(port, positionAck(id, pos, recovered));
+		if (list) this.#sendList(room, port);
+	}
+
+	#sendList(room: string, port: HubPort): void {
+		if (this.#presence.has(room)) {
+			port.postMessage({ t: 'msg', msg: { type: 'session:list', room, sessions: this.#presence.sessions(room) } });
+		}
+	}
+
+	/** Starts reading, for one tab, the events in (since, pos] from the room's history. */
+	#catchUp(room: string, r: HubRoom, port: HubPort, id: number | undefined, since: HistoryPosition, pos: HistoryPosition): void {
+		r.holders.delete(port);
+		const c = new CatchUp(room, port, since, { ...pos });
+		if (id !== undefined) c.ids.push(id);
+		r.catchups.set(port, c);
+		this.#readPage(c, c.query());
+	}
+
+	#readPage(c: CatchUp, q: ReturnType<CatchUp['query']>): void {
+		if (q === false) return this.#caughtUp(c, false);
+		const id = this.#nextId++;
+		this.#routes.set(id, { catchup: c });
+		if (!this.#link?.send({ type: 'history', id, room: c.room, after: q.after, limit: q.limit })) {
+			this.#routes.delete(id);
+			this.#caughtUp(c, false);
+		}
+	}
+
+	#pageAnswered(c: CatchUp, msg: ServerMessage): void {
+		if (this.#rooms.get(c.room)?.catchups.get(c.port) !== c) return; // the tab left or went away
+		// An error (history unavailable, too many requests) is a failed recovery, as on the node.
+		const next = msg.type === 'history' ? c.page(msg as HistoryPageMessage) : false;
+		if (typeof next === 'boolean') this.#caughtUp(c, next);
+		else this.#readPage(c, next);
+	}
+
+	/**
+	 * Ends a catch-up the way the node ends a join with since: the ack (the
+	 * position the events were read up to, and recovered), the current
+	 * `session:list`, the missed events if recovered, then the live events
+	 * held meanwhile; from then on the tab gets the room's traffic.
+	 */
+	#caughtUp(c: CatchUp, recovered: boolean): void {
+		const r = this.#rooms.get(c.room);
+		if (!r || r.catchups.get(c.port) !== c) return;
+		r.catchups.delete(c.port);
+		for (const id of c.ids) this.#reply(c.port, positionAck(id, c.upto, recovered));
+		this.#sendList(c.room, c.port);
+		if (recovered) for (const ev of c.events) this.#reply(c.port, ev);
+		for (const m of c.held) this.#reply(c.port, m);
+		r.holders.add(c.port);
 	}
 
 	#joinUpstream(room: string, r: HubRoom): void {
@@ -307,6 +394,7 @@ export class Hub {
 		if (r.pos) msg.since = { ...r.pos };
 		if (this.#link?.send(msg)) {
 			r.status = 'joining';
+			r.sent = r.pos && { ...r.pos };
 			this.#routes.set(id, { join: room });
 		}
 	}
@@ -315,9 +403,10 @@ export class Hub {
 		const r = this.#rooms.get(room);
 		if (r) {
 			r.holders.delete(port);
+			r.catchups.delete(port);
 			r.waiters = r.waiters.filter((w) => w.port !== port);
 		}
-		if (r && !r.auto && r.holders.size === 0) {
+		if (r && this.#empty(r)) {
 			this.#leaveUpstream(room, id === undefined ? undefined : { port, id });
 			return;
 		}
@@ -342,9 +431,19 @@ export class Hub {
 		port.postMessage({ t: 'msg', msg });
 	}
 
-	#holders(r: HubRoom | undefined): Iterable<HubPort> {
-		if (!r) return [];
-		return r.auto ? this.#ports.keys() : r.holders;
+	/** Whether no tab is in the room or joining it (auto-joined rooms are never empty). */
+	#empty(r: HubRoom): boolean {
+		return !r.auto && r.holders.size === 0 && r.catchups.size === 0;
+	}
+
+	/**
+	 * Sends room traffic to the room's tabs (all tabs for an auto-joined room),
+	 * but `except`. Tabs catching up get the events later, after the replay;
+	 * they get the presence as a whole list then, so deltas are not kept.
+	 */
+	#deliver(r: HubRoom, msg: ServerMessage, except?: HubPort): void {
+		for (const port of r.auto ? this.#ports.keys() : r.holders) if (port !== except) port.postMessage({ t: 'msg', msg });
+		if (msg.type === 'event') for (const c of r.catchups.values()) if (c.port !== except) c.held.push(msg);
 	}
 
 	#broadcast(m: HubMessage): void {
@@ -357,10 +456,16 @@ export class Hub {
 			// Replies of the old socket never come; tabs fail or re-send their requests themselves.
 			this.#routes.clear();
 			for (const [name, r] of this.#rooms) {
-				if (r.auto) this.#rooms.delete(name);
-				else {
+				// Unanswered catch-ups are dropped with their requests: the tabs
+				// re-send their joins after the next welcome, as for any join.
+				r.catchups.clear();
+				if (r.auto || r.holders.size === 0) {
+					this.#rooms.delete(name);
+					this.#presence.delete(name);
+				} else {
 					r.status = 'idle';
 					r.recovered = undefined;
+					r.sent = undefined;
 					r.waiters = [];
 				}
 			}
@@ -389,7 +494,9 @@ export class Hub {
 							meta: undefined,
 							pos: undefined,
 							recovered: undefined,
-							waiters: []
+							sent: undefined,
+							waiters: [],
+							catchups: new Map()
 						});
 					}
 				}
@@ -410,6 +517,7 @@ export class Hub {
 					return;
 				}
 				if ('join' in route) return this.#joinAnswered(route.join, msg);
+				if ('catchup' in route) return this.#pageAnswered(route.catchup, msg);
 				if (this.#ports.has(route.port)) this.#reply(route.port, { ...msg, id: route.id });
 				return;
 			}
@@ -429,7 +537,7 @@ export class Hub {
 					r.pos = msg.epoch === undefined ? { seq: msg.seq } : { seq: msg.seq, epoch: msg.epoch };
 				}
 				this.#presence.apply(msg);
-				for (const port of this.#holders(r)) port.postMessage({ t: 'msg', msg });
+				this.#deliver(r, msg);
 			}
 		}
 	}
@@ -456,13 +564,32 @@ export class Hub {
 			else r.pos = undefined;
 		}
 		for (const w of waiters) {
-			if (w.id === undefined) continue;
-			const ack: ServerMessage = { ...(msg as { type: 'ack'; id: number }), id: w.id };
-			this.#reply(w.port, ack);
+			if (samePosition(w.since, r.sent)) {
+				// The node answered this very since: its ack stands (the replay follows to every holder).
+				if (w.id !== undefined) this.#reply(w.port, { ...ack, id: w.id });
+			} else {
+				// Another since than the one sent (or none): answered like a join of the joined room.
+				r.holders.delete(w.port);
+				this.#admit(room, r, w.port, w.id, w.since, false);
+			}
 		}
 	}
 }
 
+/** A join's ack with a room's position and, for a join with since, recovered. */
+function positionAck(id: number, pos: HistoryPosition | undefined, recovered: boolean | undefined): AckMessage {
+	const ack: AckMessage = { type: 'ack', id };
+	if (pos) {
+		ack.seq = pos.seq;
+		if (pos.epoch !== undefined) ack.epoch = pos.epoch;
+	}
+	if (recovered !== undefined) ack.recovered = recovered;
+	return ack;
+}
+
+function samePosition(a: HistoryPosition | undefined, b: HistoryPosition | undefined): boolean {
+	return a === b || (a !== undefined && b !== undefined && a.seq === b.seq && a.epoch === b.epoch);
+}
 
 function validPosition(v: unknown): HistoryPosition | undefined {
 	if (!v || typeof v !== 'object' || typeof (v as { seq?: unknown }).seq !== 'number') return undefined;
