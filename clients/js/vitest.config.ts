@@ -1,5 +1,5 @@
 import { svelte } from '@sveltejs/vite-plugin-svelte';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
 	test: {
@@ -13,7 +13,19 @@ export default defineConfig({
 				test: {
 					name: 'client',
 					include: ['packages/client/test/**/*.test.ts', 'demo/**/*.test.ts'],
+					exclude: [...configDefaults.exclude, 'packages/client/test/node/**'],
 					environment: 'node'
+				}
+			},
+			{
+				// The client (SharedWorker hub, tabs) against a real roomcast-node and its embedded NATS.
+				test: {
+					name: 'client-node',
+					include: ['packages/client/test/node/**/*.test.ts'],
+					environment: 'node',
+					globalSetup: ['e2e/global-setup.ts'],
+					testTimeout: 20_000,
+					hookTimeout: 120_000
 				}
 			},
 			{

@@ -32,6 +32,8 @@ export interface TestNode {
 
 export interface NodeOptions {
 	routes?: RouteConfig[];
+	/** More YAML for the node's --config, after the routes (e.g. `history:`). */
+	config?: string;
 	/** Extra flags. */
 	args?: string[];
 	/** Fixed ports (default: free ones). */
@@ -60,9 +62,9 @@ export async function startNode(o: NodeOptions = {}): Promise<TestNode> {
 		'--drain-grace', '3s',
 		...(o.args ?? [])
 	];
-	if (o.routes?.length) {
+	if (o.routes?.length || o.config) {
 		const cfg = join(dir, 'roomcast.yaml');
-		writeFileSync(cfg, yaml(o.routes));
+		writeFileSync(cfg, (o.routes?.length ? yaml(o.routes) : '') + (o.config ?? ''));
 		args.push('--config', cfg);
 	}
 	const proc = spawn(nodeBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
