@@ -40,11 +40,15 @@ func (ns *NS) LaunchNode(t testing.TB, cfg NodeConfig) *Node {
 	return n
 }
 
-// GossipArgs returns --gossip-bind and --gossip-join flags for a node in
-// ns whose peers are in peers (ns itself is skipped): memberlist on
-// GossipPort of every namespace.
+// GossipKey encrypts the gossip of every network-namespace cluster, so the
+// kill and partition tests run memberlist as production should.
+const GossipKey = "cm9vbWNhc3QtZTJlLWdvc3NpcC1rZXktMzJieXRlcyE="
+
+// GossipArgs returns --gossip-bind, --gossip-join and --gossip-key flags
+// for a node in ns whose peers are in peers (ns itself is skipped):
+// memberlist on GossipPort of every namespace.
 func GossipArgs(ns *NS, peers []*NS) []string {
-	args := []string{"--gossip-bind", fmt.Sprintf("%s:%d", ns.IP, GossipPort)}
+	args := []string{"--gossip-bind", fmt.Sprintf("%s:%d", ns.IP, GossipPort), "--gossip-key", GossipKey}
 	var join string
 	for _, p := range peers {
 		if p == ns {
