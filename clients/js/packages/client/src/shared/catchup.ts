@@ -2,7 +2,7 @@ import type { EventMessage, HistoryPageMessage, HistoryPosition, ServerMessage }
 import type { HubPort } from './hub.js';
 
 /** The most events the node returns in one history page (pkg/history MaxLimit). */
-export const maxPage = 1000;
+const maxPage = 1000;
 
 /** The paging fields of a `history` request. */
 export interface PageQuery {
@@ -31,7 +31,6 @@ export interface PageQuery {
 export class CatchUp {
 	readonly room: string;
 	readonly port: HubPort;
-	readonly since: HistoryPosition;
 	/** The worker's position when the tab joined: the last event replayed. */
 	readonly upto: HistoryPosition;
 	/** The tab's join request ids (one, unless it joined again meanwhile). */
@@ -46,7 +45,6 @@ export class CatchUp {
 	constructor(room: string, port: HubPort, since: HistoryPosition, upto: HistoryPosition) {
 		this.room = room;
 		this.port = port;
-		this.since = since;
 		this.upto = upto;
 		this.#prev = since.seq;
 	}

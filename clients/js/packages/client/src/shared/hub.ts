@@ -2,7 +2,7 @@ import { systemClock, type Clock } from '../clock.js';
 import type { Link, StateInfo } from '../link.js';
 import { PresenceTracker } from '../presence.js';
 import type { AckMessage, ClientMessage, HistoryPageMessage, HistoryPosition, ServerMessage, WelcomeMessage } from '../protocol.js';
-import { CatchUp } from './catchup.js';
+import { CatchUp, type PageQuery } from './catchup.js';
 import { toWireError, toWireState, type HubConfig, type HubMessage, type TabMessage } from './messages.js';
 
 /** A tab as the hub sees it: where to post. MessagePort qualifies. */
@@ -352,7 +352,7 @@ export class Hub {
 		this.#readPage(c, c.query());
 	}
 
-	#readPage(c: CatchUp, q: ReturnType<CatchUp['query']>): void {
+	#readPage(c: CatchUp, q: PageQuery | false): void {
 		if (q === false) return this.#caughtUp(c, false);
 		const id = this.#nextId++;
 		this.#routes.set(id, { catchup: c });
@@ -569,7 +569,6 @@ export class Hub {
 				if (w.id !== undefined) this.#reply(w.port, { ...ack, id: w.id });
 			} else {
 				// Another since than the one sent (or none): answered like a join of the joined room.
-				r.holders.delete(w.port);
 				this.#admit(room, r, w.port, w.id, w.since, false);
 			}
 		}
