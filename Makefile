@@ -48,6 +48,9 @@ fuzz:
 # embedded NATS: no mock of the node or of NATS.
 js: build
 	cd clients/js && npm ci --no-audit --no-fund && npm run check && npm run build && ROOMCAST_NODE_BIN=$(CURDIR)/bin/roomcast-node npm test
+	@# The demo page the node embeds is committed built: it must match its source.
+	cd clients/js && npm run build:demo >/dev/null
+	@git diff --quiet -- pkg/demo/dist || { git diff --stat -- pkg/demo/dist; echo "pkg/demo/dist is stale: run make demo and commit it"; exit 1; }
 	cd examples/sveltekit && npm ci --no-audit --no-fund && npm run check
 
 # Browser tests: Debian's Chromium (never a downloaded browser) driven by
