@@ -6,6 +6,7 @@
 package metrics
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,16 @@ type Metrics struct {
 	// Control counts rc.control.<action> requests this node acted on, by
 	// action and result (ok, error).
 	Control *prometheus.CounterVec
+	// PeerEvents counts what each liveness detector (source: heartbeat,
+	// gossip) saw of the other nodes, by event: joined (a node came, or
+	// came back), left (a graceful stop), failed (declared dead) and
+	// restarted (a new incarnation). A detector's series appear when it
+	// starts (PeerEventsOf), so a node without gossip exports none for it.
+	PeerEvents *prometheus.CounterVec
+
+	// peers is roomcast_peers, read from the detectors at scrape time
+	// (SetPeers).
+	peers *peers
 
 	// fanoutDropped is read by the roomcast_fanout_dropped_total collector;
 	// the Hub sets it (SetFanoutDropped), since the count lives in its NATS
@@ -81,6 +92,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Events:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_events_total", Help: "Lifecycle events by kind and result (published, suppressed: nobody listened, dropped)."}, []string{"kind", "result"}),
 		EventProbes:     prometheus.NewCounter(prometheus.CounterOpts{Name: "roomcast_event_probes_total", Help: "Interest probes on rc.events.<kind> (--events auto)."}),
 		Control:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_control_total", Help: "rc.control requests acted on, by action and result."}, []string{"action", "result"}),
+		PeerEvents:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roomcast_peer_events_total", Help: "Other nodes seen joining, leaving gracefully, declared dead (failed) and restarted, by liveness detector (source)."}, []string{"source", "event"}),
+		peers: &peers{
+			vec:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roomcast_peers", Help: "Other nodes each liveness detector (source) considers alive."}, []string{"source"}),
+			count: map[string]func() int{},
+		},
 	}
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "roomcast_fanout_dropped_total",
@@ -94,7 +110,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.Accepted, m.Refused, m.Closed, m.SlowConsumers, m.Rooms,
 			m.MessagesIn, m.MessagesOut, m.BytesIn, m.BytesOut, m.FanoutSeconds, m.Keys,
-			m.NATSConnected, m.PresenceResyncs, m.Errors, m.Events, m.EventProbes, m.Control, dropped)
+			m.NATSConnected, m.PresenceResyncs, m.Errors, m.Events, m.EventProbes, m.Control, dropped,
+			m.PeerEvents, m.peers)
 	}
 	return m
 }
@@ -102,3 +119,58 @@ func New(reg prometheus.Registerer) *Metrics {
 // SetFanoutDropped names the function that roomcast_fanout_dropped_total
 // reports: it is called at every scrape and must be monotonic and cheap.
 func (m *Metrics) SetFanoutDropped(f func() float64) { m.fanoutDropped.Store(&f) }
+
+// The liveness detectors: label values of source in roomcast_peers and
+// roomcast_peer_events_total.
+const (
+	// SourceHeartbeat is presence's NATS heartbeats (pkg/presence).
+	SourceHeartbeat = "heartbeat"
+	// SourceGossip is memberlist's failure detector (pkg/gossip).
+	SourceGossip = "gossip"
+)
+
+// PeerCounters are one detector's roomcast_peer_events_total series.
+type PeerCounters struct {
+	Joined, Left, Failed, Restarted prometheus.Counter
+}
+
+// PeerEventsOf returns source's roomcast_peer_events_total series and
+// exports them from now on, at 0 until counted: a detector calls it when it
+// starts, so that rate() sees its first event and a detector that never
+// runs exports nothing.
+func (m *Metrics) PeerEventsOf(source string) PeerCounters {
+	ev := func(event string) prometheus.Counter { return m.PeerEvents.WithLabelValues(source, event) }
+	return PeerCounters{Joined: ev("joined"), Left: ev("left"), Failed: ev("failed"), Restarted: ev("restarted")}
+}
+
+// SetPeers names the function that reports roomcast_peers{source}: it is
+// called at every scrape and must be cheap. A source never set has no
+// series (a node without gossip exports no gossip count, rather than 0).
+func (m *Metrics) SetPeers(source string, f func() int) {
+	m.peers.mu.Lock()
+	m.peers.count[source] = f
+	m.peers.mu.Unlock()
+}
+
+// peers is the roomcast_peers collector. The detectors already keep who is
+// alive under their own locks, so counting at scrape time (a walk over a
+// few dozen nodes) costs nothing between scrapes, where keeping a gauge
+// up to date would cost a metric update per heartbeat.
+type peers struct {
+	// vec holds the values between the Set and the Collect of one scrape;
+	// mu keeps two scrapes from interleaving there.
+	vec   *prometheus.GaugeVec
+	mu    sync.Mutex
+	count map[string]func() int
+}
+
+func (p *peers) Describe(ch chan<- *prometheus.Desc) { p.vec.Describe(ch) }
+
+func (p *peers) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for source, f := range p.count {
+		p.vec.WithLabelValues(source).Set(float64(f()))
+	}
+	p.vec.Collect(ch)
+}

@@ -43,6 +43,9 @@ func TestParseMetricsRepo(t *testing.T) {
 		"roomcast_events_total":         {kind: "Counter", labels: []string{"kind", "result"}},
 		"roomcast_event_probes_total":   {kind: "Counter"},
 		"roomcast_control_total":        {kind: "Counter", labels: []string{"action", "result"}},
+		"roomcast_peer_events_total":    {kind: "Counter", labels: []string{"source", "event"}},
+		// Declared inside the struct of its scrape-time collector.
+		"roomcast_peers": {kind: "Gauge", labels: []string{"source"}},
 	} {
 		if got, ok := node[name]; !ok || !equalMetric(got, m) {
 			t.Errorf("pkg/metrics/metrics.go: %s = %v (found %v), want %v", name, got, ok, m)
