@@ -52,6 +52,16 @@ type peer struct {
 	heard  int64  // its last heartbeat (tracker clock); 0 = never
 	gone   bool   // its members were dropped; the next sign of life resyncs it
 	goneAt int64
+
+	// What the heartbeats alone say, for roomcast_peers and
+	// roomcast_peer_events_total{source="heartbeat"}: up from a heartbeat
+	// until a bye or DeadAfter of silence, whatever gossip says meanwhile
+	// (gone may be set by NodeFailed while up still waits for the
+	// heartbeats to run out), so that the gauge is always joined − left −
+	// failed. hbInc is the latest incarnation a heartbeat or bye carried:
+	// a restart gossip saw first is still counted once by heartbeats.
+	up    bool
+	hbInc uint64
 }
 
 func (t *Tracker) peerLocked(node string) *peer {
@@ -138,6 +148,11 @@ func (t *Tracker) alive(node string, inc uint64, hb bool) {
 	}
 	if hb {
 		p.heard = t.now()
+		t.countHeartbeatLocked(p, inc)
+		if !p.up {
+			p.up = true
+			t.hbEvents.Joined.Inc()
+		}
 	}
 	// Only a heartbeat revives a node that heartbeats watch: gossip may
 	// reach a node whose presence cannot reach us.
@@ -280,11 +295,47 @@ func (t *Tracker) bye(node string, inc uint64) {
 	stale := inc < p.inc
 	if !stale {
 		p.inc = inc
+		t.countHeartbeatLocked(p, inc)
+		if p.up {
+			p.up = false
+			t.hbEvents.Left.Inc()
+		}
 	}
 	t.mu.Unlock()
 	if !stale {
 		t.gone(node, inc+1, "left")
 	}
+}
+
+// countHeartbeatLocked counts a restart when a heartbeat or bye carries a
+// newer incarnation than the heartbeats knew of p.
+func (t *Tracker) countHeartbeatLocked(p *peer, inc uint64) {
+	if inc > p.hbInc {
+		if p.hbInc != 0 {
+			t.hbEvents.Restarted.Inc()
+		}
+		p.hbInc = inc
+	}
+}
+
+// Peers returns how many other nodes the heartbeats consider alive: heard
+// from, no bye since, and not silent for DeadAfter (roomcast_peers). A node
+// gossip declared dead still counts until its heartbeats run out too (see
+// peer.up); a deaf tracker blames nobody, so it keeps counting the nodes it
+// heard before. 0 without heartbeats and after Close.
+func (t *Tracker) Peers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0
+	}
+	n := 0
+	for _, p := range t.peers {
+		if p.up {
+			n++
+		}
+	}
+	return n
 }
 
 // checkPeers drops the nodes whose heartbeats have been silent for
@@ -304,12 +355,18 @@ func (t *Tracker) checkPeers() {
 	var silent []silence
 	var drains []*roomState
 	for node, p := range t.peers {
+		quiet := p.heard != 0 && now-p.heard > int64(t.o.DeadAfter)
+		if quiet && p.up {
+			// Counted even when gossip had it dropped already.
+			p.up = false
+			t.hbEvents.Failed.Inc()
+		}
 		switch {
 		case p.gone:
 			if now-p.goneAt > int64(forgetAfter) {
 				delete(t.peers, node)
 			}
-		case p.heard != 0 && now-p.heard > int64(t.o.DeadAfter):
+		case quiet:
 			p.gone, p.goneAt = true, now
 			d, n := t.dropLocked(node, allIncarnations)
 			drains = append(drains, d...)

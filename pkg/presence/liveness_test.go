@@ -2,15 +2,20 @@ package presence
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomcast/roomcast/pkg/bus/bustest"
+	"github.com/roomcast/roomcast/pkg/metrics"
+	"github.com/roomcast/roomcast/pkg/metrics/metricstest"
 )
 
 // fastBeat makes heartbeats 10 times faster than in production, so that a
@@ -319,4 +324,117 @@ func TestBadLivenessMessages(t *testing.T) {
 	if p := n1.peers["n2"]; p == nil || p.gone || p.inc != n2.Incarnation() {
 		t.Fatalf("n2's record after garbage: %+v", p)
 	}
+}
+
+// metered is a tracker with a registry of its own, its heartbeat count
+// wired to roomcast_peers as pkg/node does.
+type metered struct {
+	testTracker
+	reg *prometheus.Registry
+}
+
+func newMetered(t *testing.T, srv *server.Server, node string) metered {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	tr := newTracker(t, srv, node, func(o *Options) { fastBeat(o); o.Metrics = m })
+	m.SetPeers(metrics.SourceHeartbeat, tr.Peers)
+	return metered{tr, reg}
+}
+
+func (m metered) alive(t *testing.T) float64 {
+	t.Helper()
+	v, _ := metricstest.Value(t, m.reg, "roomcast_peers", "source", "heartbeat")
+	return v
+}
+
+func (m metered) count(t *testing.T, event string) float64 {
+	t.Helper()
+	v, _ := metricstest.Value(t, m.reg, "roomcast_peer_events_total", "source", "heartbeat", "event", event)
+	return v
+}
+
+// waitPeers waits until m counts want peers alive, with the events that
+// say how they came and went; it returns how long that took.
+func (m metered) waitPeers(t *testing.T, want float64, events map[string]float64) time.Duration {
+	t.Helper()
+	start := time.Now()
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		if m.alive(t) != want {
+			return false
+		}
+		for ev, n := range events {
+			if m.count(t, ev) != n {
+				return false
+			}
+		}
+		return true
+	}, "%s: peers %v, want %v; events joined %v left %v failed %v restarted %v, want %v", m.Node(), m.alive(t), want,
+		m.count(t, "joined"), m.count(t, "left"), m.count(t, "failed"), m.count(t, "restarted"), events)
+	return time.Since(start)
+}
+
+// roomcast_peers{source="heartbeat"} and roomcast_peer_events_total follow
+// what the heartbeats see: every node counts the two others; a graceful
+// Close is a left at once (its bye), a crash a failed after DeadAfter
+// (even when gossip said so first), a new run of a node joined and
+// restarted; a stale heartbeat counts nothing.
+func TestPeerMetrics(t *testing.T) {
+	srv := bustest.RunServer(t)
+	n1, n2, n3 := newMetered(t, srv, "n1"), newMetered(t, srv, "n2"), newMetered(t, srv, "n3")
+	for _, n := range []metered{n1, n2, n3} {
+		n.waitPeers(t, 2, map[string]float64{"joined": 2, "left": 0, "failed": 0, "restarted": 0})
+	}
+
+	if err := n3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []metered{n1, n2} {
+		took := n.waitPeers(t, 1, map[string]float64{"joined": 2, "left": 1, "failed": 0})
+		t.Logf("%s: n3's Close counted left after %v", n.Node(), took.Round(time.Millisecond))
+	}
+	if v := n3.alive(t); v != 0 {
+		t.Errorf("a closed tracker counts %v peers", v)
+	}
+
+	// n2 crashes, and gossip declares it dead as soon as its heartbeats
+	// are late (1.5 periods): presence drops its members then, but the
+	// heartbeats still count n2 until they have been silent for
+	// DeadAfter, and then count their own failed.
+	killed := time.Now()
+	crash(n2.testTracker)
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		n1.NodeFailed("n2")
+		n1.mu.Lock()
+		defer n1.mu.Unlock()
+		return n1.peers["n2"].gone
+	}, "NodeFailed never took n2")
+	if v := n1.count(t, "failed"); v != 0 || n1.alive(t) != 1 {
+		t.Errorf("gossip's verdict counted as the heartbeats': failed %v, peers %v", v, n1.alive(t))
+	}
+	n1.waitPeers(t, 0, map[string]float64{"joined": 2, "left": 1, "failed": 1})
+	took := time.Since(killed)
+	beat := 100 * time.Millisecond
+	t.Logf("n1: n2's crash counted failed after %v (DeadAfter %v)", took.Round(time.Millisecond), deadBeats*beat)
+	if hi := deadBeats*beat + beat/4 + beat; took > hi {
+		t.Errorf("failed counted after %v, want within %v", took, hi)
+	}
+
+	// n3 again, a new run: it joins, and its new incarnation is a restart.
+	again := newMetered(t, srv, "n3")
+	took = n1.waitPeers(t, 1, map[string]float64{"joined": 3, "left": 1, "failed": 1, "restarted": 1})
+	t.Logf("n1: n3's new run counted joined and restarted after %v", took.Round(time.Millisecond))
+	again.waitPeers(t, 1, map[string]float64{"joined": 1, "restarted": 0})
+
+	// A late heartbeat of n3's previous run counts nothing. A heartbeat of
+	// a new node x, sent after it on the same connection, is handled after
+	// it: once x is counted, the stale one was seen.
+	nc := bustest.Connect(t, srv)
+	for _, hb := range []heartbeat{{Node: "n3", Inc: n3.Incarnation()}, {Node: "x", Inc: 1}} {
+		body, _ := json.Marshal(hb)
+		if err := nc.Publish("rc.presence.$hb", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n1.waitPeers(t, 2, map[string]float64{"joined": 4, "left": 1, "failed": 1, "restarted": 1})
 }

@@ -94,7 +94,9 @@ type Options struct {
 	Subjects bus.Subjects
 	// Logger receives faults and resyncs at debug/warn; nil discards.
 	Logger *slog.Logger
-	// Metrics counts resyncs (PresenceResyncs); nil means an unregistered set.
+	// Metrics counts resyncs (PresenceResyncs) and what the heartbeats see
+	// of other nodes (PeerEvents, source heartbeat); nil means an
+	// unregistered set. The count of nodes alive is Peers.
 	Metrics *metrics.Metrics
 	// SnapshotWait bounds the snapshot gathering of a first local join;
 	// 0 means DefaultSnapshotWait.
@@ -214,6 +216,9 @@ type Tracker struct {
 	// our own heartbeat last came back (tracker clock; 0 = never).
 	peers     map[string]*peer
 	selfHeard int64
+	// hbEvents count what the heartbeats see of other nodes (unregistered
+	// without heartbeats).
+	hbEvents metrics.PeerCounters
 }
 
 // roomState is one room with local members. Guarded by Tracker.mu.
@@ -268,6 +273,11 @@ func New(o Options) (*Tracker, error) {
 	t.nodeSubject = base + ".$node." + strconv.FormatUint(t.inc, 10)
 	t.hbSubject = base + ".$hb"
 	t.hbBeat, _ = json.Marshal(heartbeat{Node: o.Node, Inc: t.inc})
+	events := o.Metrics
+	if o.Heartbeat < 0 {
+		events = metrics.New(nil) // no heartbeats: export no heartbeat series
+	}
+	t.hbEvents = events.PeerEventsOf(metrics.SourceHeartbeat)
 	return t, nil
 }
 
