@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // meta is a node's memberlist metadata (at most memberlist.MetaMaxSize =
@@ -140,6 +142,7 @@ func (c *Cluster) handle(e event) {
 			c.leaving[e.node] = true
 			return
 		}
+		c.countAlive(e.node, m.Inc)
 		c.mu.Lock()
 		_, wasFailed := c.failed[e.node]
 		delete(c.failed, e.node)
@@ -155,12 +158,62 @@ func (c *Cluster) handle(e event) {
 		c.failed[e.node] = c.newRetry(e.addr)
 		c.mu.Unlock()
 		c.log.Warn("gossip: node failed", "peer", e.node, "addr", e.addr)
+		c.countDown(e.node, c.events.Failed)
 		c.o.Listener.NodeFailed(e.node)
 	case evGone:
 		c.mu.Lock()
 		delete(c.failed, e.node)
 		c.mu.Unlock()
 		c.log.Info("gossip: node left", "peer", e.node, "addr", e.addr)
+		c.countDown(e.node, c.events.Left)
 		c.o.Listener.NodeGone(e.node)
+	}
+}
+
+// forgetAfter: a node down this long is forgotten; one that comes back
+// later with a new incarnation counts as joined, not restarted (as in
+// pkg/presence).
+const forgetAfter = 10 * time.Minute
+
+// peer is what deliver has told of a node, for roomcast_peer_events_total.
+type peer struct {
+	inc    uint64 // the latest incarnation its metadata carried; 0 = unknown
+	up     bool   // reported alive, not yet failed or gone
+	downAt time.Time
+}
+
+// countAlive counts node joined if it was not up, and restarted if inc is
+// newer than the incarnation it had, whether or not failure detection saw
+// the old run die.
+func (c *Cluster) countAlive(node string, inc uint64) {
+	p := c.peers[node]
+	if p == nil {
+		p = &peer{}
+		c.peers[node] = p
+	}
+	if !p.up {
+		p.up = true
+		c.events.Joined.Inc()
+	}
+	if inc > p.inc {
+		if p.inc != 0 {
+			c.events.Restarted.Inc()
+		}
+		p.inc = inc
+	}
+}
+
+// countDown counts an up node failed or left (ev), and forgets the nodes
+// down for forgetAfter: only a node going down adds to what is kept.
+func (c *Cluster) countDown(node string, ev prometheus.Counter) {
+	now := time.Now()
+	if p := c.peers[node]; p != nil && p.up {
+		p.up, p.downAt = false, now
+		ev.Inc()
+	}
+	for n, p := range c.peers {
+		if !p.up && now.Sub(p.downAt) > forgetAfter {
+			delete(c.peers, n)
+		}
 	}
 }

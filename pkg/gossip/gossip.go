@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/roomcast/roomcast/pkg/metrics"
 )
 
 // Defaults for Options; each comment says why.
@@ -78,6 +80,10 @@ type Options struct {
 	// Logger receives membership changes at info/warn and memberlist's own
 	// log at debug; nil discards.
 	Logger *slog.Logger
+	// Metrics counts what memberlist sees of other nodes (PeerEvents,
+	// source gossip); nil means an unregistered set. The count of nodes
+	// alive is Peers.
+	Metrics *metrics.Metrics
 	// ProbeInterval scales every memberlist timing (config.go); 0 means
 	// DefaultProbeInterval. Tests make it shorter.
 	ProbeInterval time.Duration
@@ -97,6 +103,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(nil)
 	}
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = DefaultProbeInterval
@@ -142,6 +151,10 @@ type Cluster struct {
 	delegate *delegate
 	// leaving: nodes that announced a graceful leave; only deliver uses it.
 	leaving map[string]bool
+	// peers: what deliver told the Listener of each node, for
+	// roomcast_peer_events_total; only deliver uses it (events.go).
+	peers  map[string]*peer
+	events metrics.PeerCounters
 }
 
 // Start binds memberlist, starts the goroutines that deliver events and
@@ -178,6 +191,8 @@ func Start(o Options) (*Cluster, error) {
 		failed:  make(map[string]*retry),
 		leaving: make(map[string]bool),
 		alive:   make(map[string]event),
+		peers:   make(map[string]*peer),
+		events:  o.Metrics.PeerEventsOf(metrics.SourceGossip),
 	}
 	c.delegate = &delegate{c: c}
 	m := encodeMeta(o.Node, o.Incarnation, false)
@@ -298,6 +313,19 @@ func (c *Cluster) Members() []Member {
 		ms = append(ms, Member{Node: e.node, Incarnation: decodeMeta(e.meta).Inc, Addr: e.addr})
 	}
 	return ms
+}
+
+// Peers returns how many other nodes memberlist considers alive (or
+// suspect) now (roomcast_peers); 0 once the Cluster stopped.
+func (c *Cluster) Peers() int {
+	select {
+	case <-c.done:
+		return 0
+	default:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.alive)
 }
 
 // Close leaves the cluster gracefully: the others hear NodeGone at once

@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roomcast/roomcast/pkg/bus/bustest"
+	"github.com/roomcast/roomcast/pkg/metrics"
+	"github.com/roomcast/roomcast/pkg/metrics/metricstest"
 )
 
 // fast shrinks every memberlist timing 5 times (a dead node is found in
@@ -408,4 +411,94 @@ func TestRejoinAfterPartition(t *testing.T) {
 			return i >= 0 && slices.Contains(evs[i:], ev)
 		}, "%s: no %q after the heal: %q", want.n.o.Node, ev, want.n.rec.list())
 	}
+}
+
+// meteredNode is a node with a registry of its own, its count wired to
+// roomcast_peers as pkg/node does.
+type meteredNode struct {
+	testNode
+	reg *prometheus.Registry
+}
+
+func startMetered(t *testing.T, name string, edit func(*Options)) meteredNode {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	n := start(t, name, func(o *Options) {
+		probe(fast)(o)
+		if edit != nil {
+			edit(o)
+		}
+		o.Metrics = m
+	})
+	m.SetPeers(metrics.SourceGossip, n.Peers)
+	return meteredNode{n, reg}
+}
+
+func (n meteredNode) alive(t *testing.T) float64 {
+	t.Helper()
+	v, _ := metricstest.Value(t, n.reg, "roomcast_peers", "source", "gossip")
+	return v
+}
+
+func (n meteredNode) count(t *testing.T, event string) float64 {
+	t.Helper()
+	v, _ := metricstest.Value(t, n.reg, "roomcast_peer_events_total", "source", "gossip", "event", event)
+	return v
+}
+
+// waitPeers waits until n counts want peers alive, with the events that
+// say how they came and went; it returns how long that took.
+func (n meteredNode) waitPeers(t *testing.T, want float64, events map[string]float64) time.Duration {
+	t.Helper()
+	start := time.Now()
+	bustest.Eventually(t, 10*time.Second, func() bool {
+		if n.alive(t) != want {
+			return false
+		}
+		for ev, v := range events {
+			if n.count(t, ev) != v {
+				return false
+			}
+		}
+		return true
+	}, "%s: peers %v, want %v; events joined %v left %v failed %v restarted %v, want %v", n.o.Node, n.alive(t), want,
+		n.count(t, "joined"), n.count(t, "left"), n.count(t, "failed"), n.count(t, "restarted"), events)
+	return time.Since(start)
+}
+
+// roomcast_peers{source="gossip"} and roomcast_peer_events_total follow
+// memberlist, over loopback at test timing: every node counts the two
+// others; Close is a left, a node stopped without leaving a failed once
+// memberlist finds it dead, and a new run of a node joined and restarted.
+func TestPeerMetrics(t *testing.T) {
+	n1 := startMetered(t, "n1", nil)
+	n2 := startMetered(t, "n2", joining(nil, n1.Addr()))
+	n3 := startMetered(t, "n3", joining(nil, n1.Addr()))
+	for _, n := range []meteredNode{n1, n2, n3} {
+		n.waitPeers(t, 2, map[string]float64{"joined": 2, "left": 0, "failed": 0, "restarted": 0})
+	}
+
+	addr := n3.Addr()
+	left := time.Now()
+	if err := n3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []meteredNode{n1, n2} {
+		n.waitPeers(t, 1, map[string]float64{"joined": 2, "left": 1, "failed": 0})
+		t.Logf("%s: n3's leave counted %v after its Close began", n.o.Node, time.Since(left).Round(time.Millisecond))
+	}
+	if v := n3.alive(t); v != 0 {
+		t.Errorf("a closed Cluster counts %v peers", v)
+	}
+
+	killed := time.Now()
+	_ = n2.Shutdown()
+	n1.waitPeers(t, 0, map[string]float64{"joined": 2, "left": 1, "failed": 1})
+	t.Logf("n1: n2's stop without a leave counted failed after %v (probe interval %v)", time.Since(killed).Round(time.Millisecond), fast)
+
+	again := startMetered(t, "n3", joining(func(o *Options) { o.Bind = addr }, n1.Addr()))
+	took := n1.waitPeers(t, 1, map[string]float64{"joined": 3, "left": 1, "failed": 1, "restarted": 1})
+	t.Logf("n1: n3's new run counted joined and restarted after %v", took.Round(time.Millisecond))
+	again.waitPeers(t, 1, map[string]float64{"joined": 1, "restarted": 0})
 }
