@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/roomcast/roomcast/pkg/gossip"
+	"github.com/roomcast/roomcast/pkg/metrics"
 )
 
 // Node liveness. Presence always watches the other nodes' heartbeats over
@@ -13,7 +14,9 @@ import (
 // the memberlist cluster of --gossip-join, whose failure detector (about
 // 3 s), graceful leaves and incarnations feed the same tracker; see
 // pkg/presence/liveness.go for how the two agree. --gossip-key keeps
-// nodes without the key out of that cluster (pkg/gossip/keys.go).
+// nodes without the key out of that cluster (pkg/gossip/keys.go). Each
+// detector reports its own view: roomcast_peers{source} and
+// roomcast_peer_events_total{source,event}, source heartbeat or gossip.
 
 // startGossip joins the gossip cluster when --gossip-bind is set. It does
 // not wait for the seeds: the first node of a cluster starts alone, and the
@@ -51,6 +54,7 @@ func (n *Node) startGossip() error {
 		Keys:        keys,
 		Listener:    n.tracker,
 		Logger:      n.log,
+		Metrics:     n.metrics,
 	})
 	if err != nil {
 		where := "--gossip-bind " + n.opts.GossipBind
@@ -60,6 +64,7 @@ func (n *Node) startGossip() error {
 		return fmt.Errorf("cannot start gossip on %s: %w", where, err)
 	}
 	n.gossip = c
+	n.metrics.SetPeers(metrics.SourceGossip, c.Peers)
 	// How many keys, never which.
 	n.log.Info("gossip started", "addr", c.Addr(), "join", strings.Join(n.opts.GossipJoin, ","),
 		"encrypted", len(keys) > 0, "keys", len(keys))

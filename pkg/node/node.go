@@ -149,6 +149,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.metrics.SetPeers(metrics.SourceHeartbeat, n.tracker.Peers)
 	events, err := room.ParseEventsMode(n.opts.Events)
 	if err != nil {
 		return err
