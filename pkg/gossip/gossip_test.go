@@ -435,36 +435,17 @@ func startMetered(t *testing.T, name string, edit func(*Options)) meteredNode {
 	return meteredNode{n, reg}
 }
 
-func (n meteredNode) alive(t *testing.T) float64 {
-	t.Helper()
-	v, _ := metricstest.Value(t, n.reg, "roomcast_peers", "source", "gossip")
-	return v
+func (n meteredNode) series() metricstest.Peers {
+	return metricstest.Peers{G: n.reg, Source: "gossip", Who: n.o.Node}
 }
 
-func (n meteredNode) count(t *testing.T, event string) float64 {
-	t.Helper()
-	v, _ := metricstest.Value(t, n.reg, "roomcast_peer_events_total", "source", "gossip", "event", event)
-	return v
-}
+func (n meteredNode) alive(t *testing.T) float64 { return n.series().Alive(t) }
 
 // waitPeers waits until n counts want peers alive, with the events that
 // say how they came and went; it returns how long that took.
 func (n meteredNode) waitPeers(t *testing.T, want float64, events map[string]float64) time.Duration {
 	t.Helper()
-	start := time.Now()
-	bustest.Eventually(t, 10*time.Second, func() bool {
-		if n.alive(t) != want {
-			return false
-		}
-		for ev, v := range events {
-			if n.count(t, ev) != v {
-				return false
-			}
-		}
-		return true
-	}, "%s: peers %v, want %v; events joined %v left %v failed %v restarted %v, want %v", n.o.Node, n.alive(t), want,
-		n.count(t, "joined"), n.count(t, "left"), n.count(t, "failed"), n.count(t, "restarted"), events)
-	return time.Since(start)
+	return n.series().Wait(t, 10*time.Second, want, events)
 }
 
 // roomcast_peers{source="gossip"} and roomcast_peer_events_total follow

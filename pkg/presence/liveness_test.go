@@ -342,36 +342,18 @@ func newMetered(t *testing.T, srv *server.Server, node string) metered {
 	return metered{tr, reg}
 }
 
-func (m metered) alive(t *testing.T) float64 {
-	t.Helper()
-	v, _ := metricstest.Value(t, m.reg, "roomcast_peers", "source", "heartbeat")
-	return v
+func (m metered) series() metricstest.Peers {
+	return metricstest.Peers{G: m.reg, Source: "heartbeat", Who: m.Node()}
 }
 
-func (m metered) count(t *testing.T, event string) float64 {
-	t.Helper()
-	v, _ := metricstest.Value(t, m.reg, "roomcast_peer_events_total", "source", "heartbeat", "event", event)
-	return v
-}
+func (m metered) alive(t *testing.T) float64               { return m.series().Alive(t) }
+func (m metered) count(t *testing.T, event string) float64 { return m.series().Count(t, event) }
 
 // waitPeers waits until m counts want peers alive, with the events that
 // say how they came and went; it returns how long that took.
 func (m metered) waitPeers(t *testing.T, want float64, events map[string]float64) time.Duration {
 	t.Helper()
-	start := time.Now()
-	bustest.Eventually(t, 5*time.Second, func() bool {
-		if m.alive(t) != want {
-			return false
-		}
-		for ev, n := range events {
-			if m.count(t, ev) != n {
-				return false
-			}
-		}
-		return true
-	}, "%s: peers %v, want %v; events joined %v left %v failed %v restarted %v, want %v", m.Node(), m.alive(t), want,
-		m.count(t, "joined"), m.count(t, "left"), m.count(t, "failed"), m.count(t, "restarted"), events)
-	return time.Since(start)
+	return m.series().Wait(t, 5*time.Second, want, events)
 }
 
 // roomcast_peers{source="heartbeat"} and roomcast_peer_events_total follow
