@@ -143,8 +143,7 @@ func (l *Loop) handshake(nc net.Conn) {
 		useFlate = l.opts.Compression
 	)
 	req.Remote = remote
-	tc, isTLS := nc.(*tls.Conn)
-	req.TLS = isTLS
+	_, req.TLS = nc.(*tls.Conn)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			p, q, _ := bytes.Cut(uri, []byte("?"))
@@ -201,17 +200,23 @@ func (l *Loop) handshake(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if isTLS {
-		// This goroutine becomes the connection's reader; give the
-		// handshake reader back first (a client does not send frames
-		// before the 101, so it holds nothing).
-		br.Reset(nil)
-		readerPool.Put(br)
-		br = nil
-		l.adoptStream(tc, handler, remote, useFlate && deflate.Accepted())
+	// Give the handshake reader back first: a client does not send frames
+	// before the 101, so it holds nothing, and over TLS this goroutine
+	// becomes the connection's reader.
+	br.Reset(nil)
+	readerPool.Put(br)
+	br = nil
+	l.start(nc, handler, remote, useFlate && deflate.Accepted())
+}
+
+// start runs an upgraded connection: on the epoll loop, or, for TLS,
+// which the loop cannot read, on this goroutine and a writer (stream.go).
+func (l *Loop) start(nc net.Conn, h Handler, remote netip.AddrPort, deflate bool) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		l.adoptStream(tc, h, remote, deflate)
 		return
 	}
-	if err := l.adopt(nc, handler, remote, useFlate && deflate.Accepted()); err != nil {
+	if err := l.adopt(nc, h, remote, deflate); err != nil {
 		l.log.Error("cannot adopt upgraded connection", "remote", remote, "err", err)
 	}
 }

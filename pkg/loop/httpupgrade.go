@@ -84,13 +84,7 @@ func (l *Loop) upgradeHTTP(w http.ResponseWriter, r *http.Request) {
 		raw.Close()
 		return
 	}
-	if tc, ok := raw.(*tls.Conn); ok {
-		l.adoptStream(tc, handler, req.Remote, l.opts.Compression && deflate.Accepted())
-		return
-	}
-	if err := l.adopt(raw, handler, req.Remote, l.opts.Compression && deflate.Accepted()); err != nil {
-		l.log.Error("cannot adopt upgraded connection", "remote", req.Remote, "err", err)
-	}
+	l.start(raw, handler, req.Remote, l.opts.Compression && deflate.Accepted())
 }
 
 // refuse answers an upgrade that Upgrade (or a check before it) refused,
